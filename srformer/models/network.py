@@ -1,0 +1,176 @@
+"""The SRFormer network: CNN stem -> residual attention groups -> pixel-shuffle upsampler.
+
+Shapes through the network for an input ``(B, 3, H, W)`` at scale ``s`` with ``C`` channels and window ``w``::
+
+    input            (B, 3, H, W)           float in [0, 1]
+    pad (reflect)    (B, 3, Hp, Wp)         Hp, Wp: H, W rounded up to a multiple of w
+    stem             (B, C, Hp, Wp)         conv3x3 + residual conv blocks  -> "shallow" features
+    body             (B, Hp, Wp, C)         residual groups of window attention, tokens-last layout
+    conv + long skip (B, C, Hp, Wp)         conv3x3(body) + shallow
+    upsampler        (B, 3, s*Hp, s*Wp)     pixel shuffle
+    crop + residual  (B, 3, s*H, s*W)       + bicubic upscale of the input (optional)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from srformer.models.attention import shifted_window_mask
+from srformer.models.blocks import ContextKind, ResBlock, ResidualGroup, to_channels_first, to_channels_last
+
+UpsamplerKind = Literal["pixelshuffle_direct", "pixelshuffle"]
+
+
+class PixelShuffleUpsampler(nn.Sequential):
+    """Upsampler: ``(B, C, H, W)`` -> ``(B, out, s*H, s*W)``.
+
+    ``pixelshuffle_direct``: one conv to ``out * s**2`` channels and one shuffle, cheap, for small models.
+    ``pixelshuffle``: conv to ``features`` channels, then conv + shuffle by 2 (twice for x4) or by 3, then a
+    conv to ``out`` channels, as in EDSR/SwinIR for large models.
+    """
+
+    def __init__(self, kind: UpsamplerKind, dim: int, scale: int, out_channels: int, features: int) -> None:
+        if kind == "pixelshuffle_direct":
+            layers: list[nn.Module] = [
+                nn.Conv2d(dim, out_channels * scale**2, 3, padding=1),
+                nn.PixelShuffle(scale),
+            ]
+        elif kind == "pixelshuffle":
+            layers = [nn.Conv2d(dim, features, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            steps = [2, 2] if scale == 4 else [scale]
+            for step in steps:
+                layers += [nn.Conv2d(features, features * step**2, 3, padding=1), nn.PixelShuffle(step)]
+            layers.append(nn.Conv2d(features, out_channels, 3, padding=1))
+        else:
+            raise ValueError(f"unknown upsampler {kind!r}; use 'pixelshuffle_direct' or 'pixelshuffle'")
+        super().__init__(*layers)
+
+
+class SRFormer(nn.Module):
+    """Super-resolution transformer with windowed self- and cross-attention.
+
+    Args:
+        scale: upscaling factor, 2, 3 or 4.
+        dim: feature channels ``C``.
+        depths: self-attention blocks in each residual group (one entry per group).
+        num_heads: attention heads in every block.
+        window_size: attention window side in pixels.
+        mlp_ratio: MLP hidden width as a multiple of ``dim``.
+        context: keys/values of each group's cross-attention block: ``"overlap"`` (enlarged window of the
+            deep features), ``"shallow"`` (enlarged window of the stem features) or ``"none"``.
+        context_overlap: pixels by which the context window extends the query window on each side.
+        stem_blocks: residual conv blocks after the first conv of the stem.
+        upsampler: ``"pixelshuffle_direct"`` or ``"pixelshuffle"``, see :class:`PixelShuffleUpsampler`.
+        upsampler_features: channels of the ``"pixelshuffle"`` upsampler.
+        image_residual: add a bicubic upscale of the input to the output, so the network learns only the
+            missing detail (faster convergence, same capacity).
+        in_channels: image channels.
+    """
+
+    def __init__(
+        self,
+        scale: int = 4,
+        dim: int = 64,
+        depths: tuple[int, ...] | list[int] = (3, 3, 3, 3),
+        num_heads: int = 2,
+        window_size: int = 16,
+        mlp_ratio: float = 2.0,
+        context: ContextKind = "overlap",
+        context_overlap: int = 4,
+        stem_blocks: int = 1,
+        upsampler: UpsamplerKind = "pixelshuffle_direct",
+        upsampler_features: int = 64,
+        image_residual: bool = True,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
+        if context not in ("overlap", "shallow", "none"):
+            raise ValueError(f"context must be 'overlap', 'shallow' or 'none', got {context!r}")
+        self.config = {
+            "scale": scale,
+            "dim": dim,
+            "depths": list(depths),
+            "num_heads": num_heads,
+            "window_size": window_size,
+            "mlp_ratio": mlp_ratio,
+            "context": context,
+            "context_overlap": context_overlap,
+            "stem_blocks": stem_blocks,
+            "upsampler": upsampler,
+            "upsampler_features": upsampler_features,
+            "image_residual": image_residual,
+            "in_channels": in_channels,
+        }
+        self.scale = scale
+        self.window_size = window_size
+        self.image_residual = image_residual
+
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, dim, 3, padding=1), *(ResBlock(dim) for _ in range(stem_blocks))
+        )
+        self.groups = nn.ModuleList(
+            ResidualGroup(dim, depth, num_heads, window_size, mlp_ratio, context, context_overlap) for depth in depths
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.conv_after_body = nn.Conv2d(dim, dim, 3, padding=1)
+        self.upsampler = PixelShuffleUpsampler(upsampler, dim, scale, in_channels, upsampler_features)
+
+        # Derived from the input size, never saved: recomputed when the padded size changes.
+        self.register_buffer("shift_mask", torch.empty(0), persistent=False)
+        self._shift_mask_size: tuple[int, int] | None = None
+        self.apply(_init_weights)
+
+    def _get_shift_mask(self, height: int, width: int, device: torch.device) -> Tensor:
+        if self._shift_mask_size != (height, width) or self.shift_mask.device != device:
+            w = self.window_size
+            self.shift_mask = shifted_window_mask(height, width, w, w // 2, device)
+            self._shift_mask_size = (height, width)
+        return self.shift_mask
+
+    def pad_to_window(self, x: Tensor) -> Tensor:
+        """Pad ``(B, C, H, W)`` on the bottom/right to a multiple of the window (reflect where possible)."""
+        H, W = x.shape[-2:]
+        pad_h, pad_w = -H % self.window_size, -W % self.window_size
+        if pad_h == 0 and pad_w == 0:
+            return x
+        # Reflection needs the pad to be smaller than the image; tiny inputs fall back to edge replication.
+        mode = "reflect" if pad_h < H and pad_w < W else "replicate"
+        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Stem and body on a padded input ``(B, 3, Hp, Wp)`` -> (deep, shallow), both ``(B, C, Hp, Wp)``."""
+        shallow = self.stem(x)
+        Hp, Wp = shallow.shape[-2:]
+        shift_mask = self._get_shift_mask(Hp, Wp, x.device)
+        shallow_tokens = to_channels_last(shallow)
+        h = shallow_tokens
+        for group in self.groups:
+            h = group(h, shallow_tokens, shift_mask)
+        return to_channels_first(self.norm(h)), shallow
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_channels, H, W)`` in [0, 1], any ``H, W >= 1`` -> ``(B, in_channels, s*H, s*W)``."""
+        H, W = x.shape[-2:]
+        padded = self.pad_to_window(x)
+        deep, shallow = self.forward_features(padded - 0.5)
+        out = self.upsampler(self.conv_after_body(deep) + shallow)
+        out = out[..., : H * self.scale, : W * self.scale]
+        if self.image_residual:
+            return out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return out + 0.5
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
