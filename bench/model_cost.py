@@ -70,6 +70,35 @@ def measure(name: str, model: nn.Module, x: torch.Tensor, scale: int, repeats: i
     }
 
 
+# Where a forward pass spends its time, by kind of operator (for --profile).
+OP_KINDS = {
+    "attention kernel": ("scaled_dot_product",),
+    "matmul (linear)": ("addmm", "aten::mm", "bmm"),
+    "convolution": ("convolution",),
+    "copies (window partition/merge, roll)": ("copy_", "aten::cat", "clone", "contiguous"),
+    "elementwise (add, GELU, LayerNorm, pad)": ("aten::add", "gelu", "layer_norm", "pad", "aten::mul"),
+}
+
+
+def profile_by_kind(model: nn.Module, x: torch.Tensor, repeats: int = 3) -> dict[str, float]:
+    """Share of self CPU time per operator kind over ``repeats`` forward passes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model.eval()
+    with torch.inference_mode():
+        model(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(repeats):
+                model(x)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    shares = dict.fromkeys([*OP_KINDS, "other"], 0.0)
+    for e in events:
+        kind = next((k for k, keys in OP_KINDS.items() if any(key in e.key for key in keys)), "other")
+        shares[kind] += e.self_cpu_time_total / total
+    return shares
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=128, help="input side in pixels")
@@ -78,6 +107,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["tiny", "light", "base"])
     parser.add_argument("--no-peers", action="store_true", help="skip the spandrel peers")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/BENCHMARKS.md")
+    parser.add_argument("--profile", action="store_true", help="also break down srformer-light's time by operator kind")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -107,6 +137,11 @@ def main() -> None:
         f"{datetime.date.today()}; large fp32 matmul: {peak / 1e9:.0f} GFLOP/s. "
         "FLOPs count matmuls, convolutions and attention (2 per multiply-add)."
     )
+    if args.profile:
+        shares = profile_by_kind(build_model("light", args.scale), x)
+        table += "\n\nWhere srformer-light's forward pass spends its CPU time (torch.profiler, self time):\n\n"
+        table += "| operator kind | share |\n|---|---:|\n"
+        table += "\n".join(f"| {kind} | {100 * share:.0f}% |" for kind, share in shares.items())
     print(header)
     print(table)
     if not args.no_write:

@@ -1,0 +1,33 @@
+"""Datasets, the decoded-image cache and the Lightning data module (see :class:`SRDataModule`).
+
+``SRDataModule`` is imported on first use, so that reading images or datasets does not load Lightning.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from srformer.data.datasets import EvalDataset, ImagePair, PatchDataset, find_pairs, list_images
+from srformer.data.io import read_image, write_image
+
+if TYPE_CHECKING:
+    from srformer.data.datamodule import SRDataModule
+
+__all__ = [
+    "EvalDataset",
+    "ImagePair",
+    "PatchDataset",
+    "SRDataModule",
+    "find_pairs",
+    "list_images",
+    "read_image",
+    "write_image",
+]
+
+
+def __getattr__(name: str):
+    if name == "SRDataModule":
+        from srformer.data.datamodule import SRDataModule
+
+        return SRDataModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

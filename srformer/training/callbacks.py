@@ -1,0 +1,201 @@
+"""Training callbacks: best-weights export, validation image panels, an upscaled sample.
+
+The NaN/inf loss guard lives in :meth:`SRLitModule.training_step`, which alone can skip a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from pytorch_lightning.loggers import WandbLogger
+from torch import Tensor
+
+from srformer.checkpoint import save_weights
+from srformer.imresize import imresize
+from srformer.training.module import SRLitModule, quantize
+
+
+def to_uint8_image(image: Tensor) -> np.ndarray:
+    """``(3, H, W)`` float in [0, 1] -> ``(H, W, 3)`` uint8 array, clamped and rounded."""
+    return image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def _wandb_loggers(trainer: pl.Trainer) -> list[WandbLogger]:
+    return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+
+class ExportBestWeights(pl.Callback):
+    """On each new best ``monitor`` value, write the evaluation (EMA) weights as
+    ``{dirpath}/{filename}.safetensors`` + ``.json`` (preset, scale, arch, training data, steps, metrics),
+    the format ``srformer.load_model`` and ``infer.py`` read. With a W&B logger, also logs them as a
+    ``weights`` artifact aliased ``best``.
+    """
+
+    def __init__(
+        self,
+        dirpath: str,
+        monitor: str = "val/psnr",
+        mode: Literal["max", "min"] = "max",
+        filename: str = "best",
+        training_data: str | None = None,
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.dirpath = Path(dirpath)
+        self.monitor = monitor
+        self.mode = mode
+        self.filename = filename
+        self.training_data = training_data
+        self.best_score: float | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / f"{self.filename}.safetensors"
+
+    def _improves(self, score: float) -> bool:
+        if self.best_score is None:
+            return True
+        return score > self.best_score if self.mode == "max" else score < self.best_score
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        score = float(trainer.callback_metrics[self.monitor])
+        if not math.isfinite(score) or not self._improves(score):
+            return
+        self.best_score = score
+        if not trainer.is_global_zero:
+            return
+        assert isinstance(pl_module, SRLitModule)
+        metrics = {
+            name: round(float(value), 6) for name, value in trainer.callback_metrics.items() if name.startswith("val/")
+        }
+        meta = {
+            "preset": pl_module.hparams.preset,
+            "data": self.training_data,
+            "steps": trainer.global_step,
+            "epoch": trainer.current_epoch,
+            "monitor": self.monitor,
+            "metrics": metrics,
+            "ema": pl_module.net_ema is not None,
+        }
+        save_weights(pl_module.eval_net, self.path, meta)
+        for logger in _wandb_loggers(trainer):
+            self._log_artifact(logger, trainer.global_step, metrics)
+
+    def _log_artifact(self, logger: WandbLogger, step: int, metrics: dict[str, float]) -> None:
+        import wandb
+
+        artifact = wandb.Artifact(f"weights-{logger.experiment.id}", type="model", metadata=metrics)
+        artifact.add_file(str(self.path))
+        artifact.add_file(str(self.path.with_suffix(".json")))
+        logger.experiment.log_artifact(artifact, aliases=["best", f"step-{step}"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score = state_dict["best_score"]
+
+
+class ImagePanel(pl.Callback):
+    """At each validation, a panel of LR (nearest) | bicubic | SR | HR crops of the first ``num_images``
+    images of the first validation set, logged to W&B as ``val/panel`` and saved as PNG under
+    ``save_dir`` (when given).
+
+    Args:
+        crop: side of the crop in HR pixels (taken at the image centre, same place every time).
+        num_images: images of the first validation set to show.
+        save_dir: folder for ``step{N}_{i}.png`` files, or ``None``.
+    """
+
+    def __init__(self, crop: int = 96, num_images: int = 2, save_dir: str | None = None) -> None:
+        self.crop = crop
+        self.num_images = num_images
+        self.save_dir = Path(save_dir) if save_dir is not None else None
+        self._panels: list[tuple[str, np.ndarray]] = []
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._panels = []
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or dataloader_idx != 0:
+            return
+        if len(self._panels) >= self.num_images:
+            return
+        self._panels.append((batch["name"][0], self.make_panel(batch["lr"][0], outputs["sr"][0], batch["hr"][0])))
+
+    def make_panel(self, lr: Tensor, sr: Tensor, hr: Tensor) -> np.ndarray:
+        """LR ``(3, h, w)``, SR and HR ``(3, s*h, s*w)`` -> ``(c, 4*c + 3*gap, 3)`` uint8 side by side."""
+        scale = hr.shape[-1] // lr.shape[-1]
+        lr_crop_side = max(1, min(self.crop // scale, lr.shape[-2], lr.shape[-1]))
+        top = (lr.shape[-2] - lr_crop_side) // 2
+        left = (lr.shape[-1] - lr_crop_side) // 2
+        lr_crop = lr[:, top : top + lr_crop_side, left : left + lr_crop_side].float()
+
+        def hr_crop(image: Tensor) -> Tensor:
+            side = lr_crop_side * scale
+            return image[:, top * scale : top * scale + side, left * scale : left * scale + side].float()
+
+        bicubic = quantize(imresize(lr_crop.unsqueeze(0), scale=scale)[0])
+        nearest = F.interpolate(lr_crop.unsqueeze(0), scale_factor=scale, mode="nearest")[0]
+        tiles = [nearest, bicubic, hr_crop(sr), hr_crop(hr)]
+        gap = torch.ones(3, tiles[0].shape[-2], 4, device=lr.device)
+        row = torch.cat([part for tile in tiles for part in (tile.to(lr.device), gap)][:-1], dim=-1)
+        return to_uint8_image(row)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._panels or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        step = trainer.global_step
+        if self.save_dir is not None:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+            for index, (_, panel) in enumerate(self._panels):
+                Image.fromarray(panel).save(self.save_dir / f"step{step:07d}_{index}.png")
+        captions = [f"{name}: LR | bicubic | SR | HR (step {step})" for name, _ in self._panels]
+        for logger in _wandb_loggers(trainer):
+            logger.log_image("val/panel", [panel for _, panel in self._panels], step=step, caption=captions)
+
+
+class SampleUpscale(pl.Callback):
+    """After training, upscale the first validation image with the evaluation weights and write
+    ``{output_dir}/sample_{name}_lr.png``, ``..._bicubic_x{s}.png`` and ``..._sr_x{s}.png``."""
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = Path(output_dir)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or not trainer.val_dataloaders:
+            return
+        assert isinstance(pl_module, SRLitModule)
+        loaders = trainer.val_dataloaders
+        batch = next(iter(loaders[0] if isinstance(loaders, list | tuple) else loaders))
+        lr = batch["lr"][:1].to(pl_module.device)
+        model = pl_module.eval_net
+        with torch.no_grad(), torch.autocast(device_type=pl_module.device.type, enabled=False):
+            sr = model(lr.float())[0]
+        scale = model.scale
+        stem = Path(batch["name"][0]).stem
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        images = {
+            f"sample_{stem}_lr.png": lr[0],
+            f"sample_{stem}_bicubic_x{scale}.png": imresize(lr.float(), scale=scale)[0],
+            f"sample_{stem}_sr_x{scale}.png": sr,
+        }
+        for filename, image in images.items():
+            Image.fromarray(to_uint8_image(image)).save(self.output_dir / filename)

@@ -1,0 +1,62 @@
+"""Experiment loggers: a W&B logger whose run survives resumes."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from pathlib import Path
+
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+RUN_ID_FILE = "wandb_run_id.txt"
+
+
+def stable_run_id(run_dir: str | Path) -> str:
+    """The W&B run id of ``run_dir``: read from ``run_dir/wandb_run_id.txt``, created on first use.
+
+    Re-running the same command in the same run folder (a resume) thus continues the same W&B run instead
+    of starting a new one. Only rank zero writes the file; the other ranks never create a W&B run.
+    """
+    path = Path(run_dir) / RUN_ID_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    if rank_zero_only.rank == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(run_id + "\n")
+    return run_id
+
+
+def wandb_logger(
+    save_dir: str,
+    project: str = "srformer",
+    name: str | None = None,
+    group: str | None = None,
+    tags: list[str] | None = None,
+    entity: str | None = None,
+    offline: bool = True,
+    log_checkpoints: bool = True,
+) -> WandbLogger:
+    """A :class:`WandbLogger` writing under ``save_dir/wandb`` with a run id stable across resumes.
+
+    Args:
+        offline: no account and no network needed; ``wandb sync <run folder>`` uploads it later.
+        log_checkpoints: online only: upload every Lightning checkpoint as a ``model`` artifact
+            (aliases ``latest``, and ``best`` on the best one). Lightning refuses this offline, so it is
+            ignored there; the exported best weights are logged as an artifact in both modes.
+    """
+    return WandbLogger(
+        save_dir=save_dir,
+        project=project,
+        name=name,
+        group=group,
+        tags=list(tags) if tags else None,
+        entity=entity,
+        id=stable_run_id(save_dir),
+        offline=offline,
+        log_model="all" if log_checkpoints and not offline else False,
+        # Lightning signals offline through the WANDB_MODE variable, which wandb ignores once an earlier run
+        # in the same process has set up its settings (it then asks for an API key); say it to wandb.init.
+        mode="offline" if offline else "online",
+    )

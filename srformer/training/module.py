@@ -1,0 +1,289 @@
+"""The LightningModule that trains an :class:`~srformer.models.SRFormer`.
+
+Training: L1 (or Charbonnier) loss on ``(lr, hr)`` patch batches, Adam/AdamW with a per-step schedule,
+an EMA copy of the weights updated after every optimizer step. Validation and test: whole benchmark
+images through the EMA weights in fp32, SR clamped and rounded to uint8 levels, Y-channel PSNR/SSIM with
+``scale`` pixels cropped from each border (the classical protocol), logged per set and as a mean.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from srformer.errors import SRFormerError
+from srformer.metrics import psnr_y, ssim_y
+from srformer.models import SRFormer
+from srformer.training.ema import ema_decay_at, make_ema_copy, update_ema
+from srformer.training.schedules import ScheduleKind, build_scheduler
+
+log = logging.getLogger(__name__)
+
+LossKind = Literal["l1", "charbonnier"]
+OptimizerKind = Literal["adam", "adamw"]
+EvalStage = Literal["val", "test"]
+NonFiniteAction = Literal["stop", "skip"]
+
+
+class NonFiniteLossError(SRFormerError):
+    """The training loss became NaN or infinite (the run diverged)."""
+
+
+def charbonnier_loss(sr: Tensor, hr: Tensor, eps: float) -> Tensor:
+    """Mean of ``sqrt((sr - hr)^2 + eps^2)``: L1 with a smooth minimum."""
+    return torch.sqrt((sr - hr).square() + eps * eps).mean()
+
+
+def quantize(image: Tensor) -> Tensor:
+    """Clamp to [0, 1] and round to uint8 levels ``k / 255``, as a saved SR image would be."""
+    return image.clamp(0.0, 1.0).mul(255.0).round().div(255.0)
+
+
+class SRLitModule(pl.LightningModule):
+    """Trains ``net``; validates, tests and exports ``net_ema`` (or ``net`` when ``ema_decay`` is 0).
+
+    Args:
+        net: the model to train. Leave ``None`` to build it from ``arch`` (what loading a checkpoint does).
+        arch: ``SRFormer`` config dict; taken from ``net.config`` when ``net`` is given. Saved in the
+            checkpoint hyperparameters so that a checkpoint rebuilds its own model.
+        preset: name of the preset ``net`` was built from (recorded for exports), or ``None``.
+        loss: ``"l1"`` or ``"charbonnier"``.
+        charbonnier_eps: smoothing of the Charbonnier loss, in [0, 1] intensity units.
+        optimizer: ``"adam"`` or ``"adamw"``.
+        lr: base learning rate.
+        betas: Adam betas.
+        weight_decay: applied to weight matrices and conv kernels only, never to biases or norms.
+        scheduler: ``"multistep"`` (multiply by ``gamma`` at ``milestones``), ``"cosine"`` (to
+            ``min_lr_ratio * lr`` at ``total_steps``) or ``"constant"``; all with ``warmup_steps`` linear warmup.
+        total_steps: length of the cosine schedule (usually the trainer's ``max_steps``).
+        ema_decay: EMA decay per optimizer step (about 0.999); 0 disables the EMA copy.
+        compile: ``torch.compile`` the training network (first steps are slow while it compiles).
+        channels_last: run the training network in channels-last memory format (faster convs on GPUs).
+        nonfinite_loss: on a NaN/inf loss, ``"stop"`` with :class:`NonFiniteLossError` naming the step,
+            or ``"skip"`` the batch (no update; counted in ``train/skipped_batches``). Either way the
+            weights never see the bad gradient.
+    """
+
+    def __init__(
+        self,
+        net: SRFormer | None = None,
+        arch: dict[str, Any] | None = None,
+        preset: str | None = None,
+        loss: LossKind = "l1",
+        charbonnier_eps: float = 1e-3,
+        optimizer: OptimizerKind = "adam",
+        lr: float = 2e-4,
+        betas: Sequence[float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        scheduler: ScheduleKind = "multistep",
+        warmup_steps: int = 0,
+        milestones: Sequence[int] = (250_000, 400_000, 450_000, 475_000),
+        gamma: float = 0.5,
+        total_steps: int = 500_000,
+        min_lr_ratio: float = 0.0,
+        ema_decay: float = 0.999,
+        compile: bool = False,
+        channels_last: bool = False,
+        nonfinite_loss: NonFiniteAction = "stop",
+    ) -> None:
+        super().__init__()
+        if net is None and arch is None:
+            raise ValueError("SRLitModule needs either a network (net) or its config (arch)")
+        if loss not in ("l1", "charbonnier"):
+            raise ValueError(f"unknown loss {loss!r}; use 'l1' or 'charbonnier'")
+        if optimizer not in ("adam", "adamw"):
+            raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam' or 'adamw'")
+        if nonfinite_loss not in ("stop", "skip"):
+            raise ValueError(f"nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        self.net: SRFormer = net if net is not None else SRFormer(**arch)
+        # Only primitive values go into the checkpoint: the model is rebuilt from ``arch``, never unpickled,
+        # and ``torch.load(weights_only=True)`` can read the file.
+        self.save_hyperparameters(
+            {
+                "arch": dict(self.net.config),
+                "preset": preset,
+                "loss": loss,
+                "charbonnier_eps": float(charbonnier_eps),
+                "optimizer": optimizer,
+                "lr": float(lr),
+                "betas": [float(b) for b in betas],
+                "weight_decay": float(weight_decay),
+                "scheduler": scheduler,
+                "warmup_steps": int(warmup_steps),
+                "milestones": [int(m) for m in milestones],
+                "gamma": float(gamma),
+                "total_steps": int(total_steps),
+                "min_lr_ratio": float(min_lr_ratio),
+                "ema_decay": float(ema_decay),
+                "compile": bool(compile),
+                "channels_last": bool(channels_last),
+                "nonfinite_loss": nonfinite_loss,
+            }
+        )
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.net_ema: SRFormer | None = make_ema_copy(self.net) if ema_decay > 0 else None
+        self.skipped_batches = 0
+        self._batch_skipped = False
+        # (set index, image name) -> (psnr, ssim) of the running validation/test epoch on this rank.
+        self._eval_scores: dict[tuple[int, str], tuple[float, float]] = {}
+
+    @property
+    def eval_net(self) -> SRFormer:
+        """The weights used for validation, test and export: the EMA copy when there is one."""
+        return self.net_ema if self.net_ema is not None else self.net
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.compile:
+            # In place, so parameter names (and the checkpoint keys) stay ``net.*``.
+            self.net.compile()
+
+    def forward(self, lr: Tensor) -> Tensor:
+        """``(B, 3, h, w)`` in [0, 1] -> ``(B, 3, s*h, s*w)`` through the evaluation weights (not clamped)."""
+        return self.eval_net(lr)
+
+    # ----------------------------------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
+        lr, hr = batch["lr"], batch["hr"]
+        if self.hparams.channels_last:
+            lr = lr.contiguous(memory_format=torch.channels_last)
+        sr = self.net(lr)
+        if self.hparams.loss == "charbonnier":
+            loss = charbonnier_loss(sr.float(), hr, self.hparams.charbonnier_eps)
+        else:
+            loss = F.l1_loss(sr.float(), hr)
+        self._batch_skipped = not self._all_finite(loss)
+        if self._batch_skipped:
+            return self._on_nonfinite_loss(loss)
+        self.log("train/loss", loss, prog_bar=True, batch_size=lr.shape[0])
+        return loss
+
+    def _all_finite(self, loss: Tensor) -> bool:
+        """Whether the loss is finite on every rank: all ranks must agree to step or not, or DDP hangs."""
+        bad = not bool(torch.isfinite(loss.detach()))
+        return not self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+
+    def _on_nonfinite_loss(self, loss: Tensor) -> None:
+        value = loss.detach().float().item()
+        where = f"at step {self.global_step} (epoch {self.current_epoch})"
+        if self.hparams.nonfinite_loss == "stop":
+            what = f"{value}" if not torch.isfinite(loss.detach()) else "non-finite on another rank"
+            raise NonFiniteLossError(
+                f"training loss became {what} {where}; lower the learning rate or set"
+                " trainer.gradient_clip_val, then resume from the last checkpoint"
+                " (or set module.nonfinite_loss=skip to skip such batches)"
+            )
+        self.skipped_batches += 1
+        log.warning("skipped a batch with a non-finite loss (%s) %s", value, where)
+        self.log("train/skipped_batches", float(self.skipped_batches))
+        return None  # Lightning skips backward; the step is still counted (global_step, schedule)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        # The closure runs training_step; a skipped batch leaves no gradients, so the optimizer changes
+        # nothing, and the EMA must not move either.
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self.net_ema is not None and not self._batch_skipped:
+            decay = ema_decay_at(self.global_step, self.hparams.ema_decay)
+            update_ema(self.net_ema, self.net, decay)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": hp.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        optimizer_class = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+        optimizer = optimizer_class(groups, lr=hp.lr, betas=tuple(hp.betas))
+        scheduler = build_scheduler(
+            optimizer,
+            hp.scheduler,
+            total_steps=hp.total_steps,
+            warmup_steps=hp.warmup_steps,
+            milestones=hp.milestones,
+            gamma=hp.gamma,
+            min_ratio=hp.min_lr_ratio,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # --------------------------------------------------------------------------- validation and test
+    def on_validation_epoch_start(self) -> None:
+        self._eval_scores = {}
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_scores = {}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        return {"sr": self._evaluate_batch(batch, dataloader_idx)}
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Tensor]:
+        return {"sr": self._evaluate_batch(batch, dataloader_idx)}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_scores("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_scores("test")
+
+    def _evaluate_batch(self, batch: dict[str, Any], set_index: int) -> Tensor:
+        """Super-resolve whole images ``batch["lr"]`` (B, 3, h, w) and score them against ``batch["hr"]``.
+
+        Returns the quantized SR (B, 3, s*h, s*w), which callbacks use for image panels.
+        """
+        # fp32 even under bf16-mixed training: bf16 cannot resolve uint8 levels near 1.0, and the reported
+        # PSNR must be the model's, not the autocast's.
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            sr = quantize(self.eval_net(batch["lr"].float()))
+        hr = batch["hr"]
+        border = self.eval_net.scale
+        psnr = psnr_y(sr, hr, border)
+        ssim = ssim_y(sr, hr, border)
+        for name, p, s in zip(batch["name"], psnr.tolist(), ssim.tolist(), strict=True):
+            self._eval_scores[(set_index, name)] = (p, s)
+        return sr
+
+    def _log_eval_scores(self, stage: EvalStage) -> None:
+        """Log ``{stage}/{set}/psnr|ssim`` and the means over sets ``{stage}/psnr|ssim``.
+
+        Under DDP the distributed sampler pads each set with repeated images so that all ranks get the
+        same number; scores are gathered by (set, image name), so each image counts exactly once and the
+        result equals the single-process one.
+        """
+        scores = dict(self._eval_scores)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered: list[dict[tuple[int, str], tuple[float, float]]] = [{}] * dist.get_world_size()
+            dist.all_gather_object(gathered, scores)
+            for rank_scores in gathered:
+                scores.update(rank_scores)
+        if not scores:
+            return
+        set_names = self._eval_set_names(stage)
+        set_means: list[tuple[float, float]] = []
+        for set_index in sorted({key[0] for key in scores}):
+            values = [v for key, v in scores.items() if key[0] == set_index]
+            psnr = sum(v[0] for v in values) / len(values)
+            ssim = sum(v[1] for v in values) / len(values)
+            set_means.append((psnr, ssim))
+            name = set_names[set_index] if set_index < len(set_names) else f"set{set_index}"
+            # Identical on every rank after the gather: no further reduction needed.
+            self.log(f"{stage}/{name}/psnr", psnr, add_dataloader_idx=False)
+            self.log(f"{stage}/{name}/ssim", ssim, add_dataloader_idx=False)
+        mean_psnr = sum(m[0] for m in set_means) / len(set_means)
+        mean_ssim = sum(m[1] for m in set_means) / len(set_means)
+        self.log(f"{stage}/psnr", mean_psnr, prog_bar=True, add_dataloader_idx=False)
+        self.log(f"{stage}/ssim", mean_ssim, add_dataloader_idx=False)
+
+    def _eval_set_names(self, stage: EvalStage) -> list[str]:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        attribute = "val_set_names" if stage == "val" else "test_set_names"
+        names = getattr(datamodule, attribute, None) or getattr(datamodule, "val_set_names", None)
+        return list(names or [])

@@ -1,0 +1,121 @@
+"""What ``train.py`` runs: instantiate everything from the composed Hydra config, fit, test."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from srformer.checkpoint import load_model
+from srformer.errors import CheckpointError, SRFormerError
+from srformer.models import SRFormer
+from srformer.training.module import SRLitModule
+
+log = logging.getLogger(__name__)
+
+
+def launched_by_external_launcher() -> bool:
+    """True under torchrun or a multi-task SLURM step, where every rank runs Hydra itself."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+
+
+def check_run_folder_is_shared(cfg: DictConfig) -> None:
+    """Under torchrun/srun each rank composes its own config; with the default time-stamped ``run_name``
+    ranks starting a second apart would write to different folders, so an explicit name is required."""
+    if not launched_by_external_launcher() or not HydraConfig.initialized():
+        return
+    overrides = HydraConfig.get().overrides.task
+    if not any(o.lstrip("+~").startswith("run_name=") for o in overrides):
+        raise SRFormerError(
+            "multi-process launches (torchrun, srun) need an explicit run_name=<name> so that all ranks"
+            " share one run folder, e.g. run_name=$SLURM_JOB_ID"
+        )
+
+
+def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path, auto_resume: bool) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path`` as given (``"last"`` or a file), or, with
+    ``auto_resume``, the run folder's ``last.ckpt`` when there is one (re-running a command resumes it)."""
+    if ckpt_path is not None:
+        if ckpt_path not in ("last", "best") and not Path(ckpt_path).is_file():
+            raise CheckpointError(f"checkpoint to resume from not found: {ckpt_path}")
+        return ckpt_path
+    last = checkpoint_dir / "last.ckpt"
+    if auto_resume and last.is_file():
+        log.info("resuming from %s", last)
+        return str(last)
+    return None
+
+
+def load_matching_weights(net: SRFormer, source: str) -> list[str]:
+    """Initialise ``net`` from another model (e.g. x4 from a trained x2): copy every tensor whose name and
+    shape match; returns the names left at their fresh initialisation (typically the upsampler)."""
+    source_state = load_model(source).state_dict()
+    target_state = net.state_dict()
+    matching = {k: v for k, v in source_state.items() if k in target_state and v.shape == target_state[k].shape}
+    if not matching:
+        raise CheckpointError(f"{source} shares no weights with the {net.config} model")
+    net.load_state_dict(matching, strict=False)
+    return sorted(set(target_state) - set(matching))
+
+
+def _checkpoint_dir(callbacks: list[pl.Callback], output_dir: Path) -> Path:
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+            return Path(callback.dirpath)
+    return output_dir / "checkpoints"
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit (and test) as configured; returns the final metrics (``{name: value}``)."""
+    check_run_folder_is_shared(cfg)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")  # TF32 for whatever still runs in fp32
+
+    # ``_convert_="all"``: plain lists/dicts, so no OmegaConf object is ever pickled into a checkpoint.
+    datamodule: pl.LightningDataModule = instantiate(cfg.data, _convert_="all")
+    net: SRFormer = instantiate(cfg.model, _convert_="all")
+    if cfg.get("init_weights"):
+        fresh = load_matching_weights(net, cfg.init_weights)
+        log.info("initialised from %s; %d tensors left fresh: %s", cfg.init_weights, len(fresh), fresh)
+    module: SRLitModule = instantiate(cfg.module, net=net, _convert_="all")
+    callbacks = [instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [instantiate(c, _convert_="all") for c in (cfg.get("logger") or {}).values() if c]
+    if not loggers:  # Lightning refuses a learning-rate monitor with nothing to log to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all")
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), _checkpoint_dir(callbacks, output_dir), cfg.auto_resume)
+    succeeded = False
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+        if cfg.get("test"):
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            trainer.test(module, datamodule=datamodule, ckpt_path="best" if best else None)
+            metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+        succeeded = True
+    finally:
+        _finish_wandb_runs(loggers, succeeded)
+    log.info("run folder: %s", output_dir)
+    return metrics
+
+
+def _finish_wandb_runs(loggers: list[Logger], succeeded: bool) -> None:
+    """Close the W&B run (writes its summary; the next job of a sweep then starts its own run)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and rank_zero_only.rank == 0 and logger._experiment is not None:
+            logger.experiment.finish(exit_code=0 if succeeded else 1)

@@ -1,0 +1,97 @@
+"""``python -m srformer.evaluate``: the published Set5 bicubic values (when ../shared/data exists), the JSON
+output against values computed here, models from weights files, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+
+from srformer.data.io import write_image
+from srformer.evaluate import main
+from srformer.imresize import imresize
+
+SET5 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmark" / "Set5"
+
+# Published bicubic values on Set5 (Y channel, border = scale); the issue's tolerance: 0.02 dB / 0.001.
+PUBLISHED_SET5 = {2: (33.66, 0.9299), 3: (30.39, 0.8682), 4: (28.42, 0.8104)}
+
+
+def run_json(args: list[str], capsys: pytest.CaptureFixture) -> list[dict]:
+    assert main([*args, "--json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "Photos"
+    write_image(folder / "a.png", skimage.data.astronaut()[:101, :123])
+    write_image(folder / "b.png", skimage.data.chelsea()[:90, :97])
+    return folder
+
+
+@pytest.mark.skipif(not SET5.is_dir(), reason="needs ../shared/data/benchmark/Set5")
+def test_set5_bicubic_reproduces_published_values(tmp_path: Path, capsys) -> None:
+    results = run_json(
+        ["--model", "bicubic", "--data", str(SET5), "--scale", "2", "3", "4", "--cache-dir", str(tmp_path)], capsys
+    )
+    assert [(r["dataset"], r["scale"], r["images"]) for r in results] == [("Set5", s, 5) for s in (2, 3, 4)]
+    for result in results:
+        psnr, ssim = PUBLISHED_SET5[result["scale"]]
+        assert abs(result["psnr"] - psnr) <= 0.02, result
+        assert abs(result["ssim"] - ssim) <= 0.001, result
+
+
+def hand_y_psnr(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
+    def y(rgb: np.ndarray) -> np.ndarray:
+        rgb = rgb.astype(np.float64)
+        return 16 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255
+
+    diff = (y(sr) - y(hr))[border:-border, border:-border]
+    return 10 * math.log10(255**2 / np.mean(diff**2))
+
+
+def test_bicubic_json_matches_the_protocol(photo_dir: Path, capsys) -> None:
+    results = run_json(["--model", "bicubic", "--data", str(photo_dir), "--scale", "3", "--no-cache"], capsys)
+    assert len(results) == 1 and set(results[0]) == {"dataset", "scale", "psnr", "ssim", "images"}
+    assert (results[0]["dataset"], results[0]["scale"], results[0]["images"]) == ("Photos", 3, 2)
+    expected = []
+    for image in (skimage.data.astronaut()[:99, :123], skimage.data.chelsea()[:90, :96]):  # cropped to x3
+        hr = torch.from_numpy(image.transpose(2, 0, 1).copy())
+        sr = imresize(imresize(hr, scale=1 / 3), scale=3)
+        expected.append(hand_y_psnr(sr.permute(1, 2, 0).numpy(), image, 3))
+    assert results[0]["psnr"] == pytest.approx(np.mean(expected), abs=1e-6)
+    assert 0.3 < results[0]["ssim"] < 1
+
+
+def test_table_output(photo_dir: Path, capsys) -> None:
+    assert main(["--model", "bicubic", "--data", str(photo_dir), "--scale", "2", "4", "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "| Photos | x2 |" in out and "| Photos | x4 |" in out and "| 2 |" in out
+
+
+def test_model_weights_file(photo_dir: Path, tmp_path: Path, capsys) -> None:
+    from srformer.checkpoint import save_weights
+    from srformer.models import build_model
+
+    torch.manual_seed(0)
+    weights = save_weights(build_model("tiny", 2), tmp_path / "tiny_x2.safetensors")
+    (result,) = run_json(["--model", str(weights), "--data", str(photo_dir), "--no-cache", "--device", "cpu"], capsys)
+    assert result["scale"] == 2 and result["images"] == 2 and math.isfinite(result["psnr"])
+    # A x2 model asked for x4: one clear sentence, exit code 2.
+    assert main(["--model", str(weights), "--data", str(photo_dir), "--scale", "4", "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is a x2 model" in err and "Traceback" not in err
+
+
+def test_user_errors_exit_2(tmp_path: Path, capsys) -> None:
+    assert main(["--model", "bicubic", "--data", str(tmp_path / "missing"), "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: image folder not found") and "Traceback" not in err
+    assert main(["--model", str(tmp_path / "nope.safetensors"), "--data", str(tmp_path), "--no-cache"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

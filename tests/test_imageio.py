@@ -1,0 +1,237 @@
+"""Reading and writing real-world images: modes, bit depths, orientation, profiles, limits, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from srformer import imageio
+from srformer.errors import ImageError
+from srformer.imageio import read_image, write_image
+
+RNG = np.random.default_rng(0)
+
+
+def _png16_reference(pixels: np.ndarray) -> bytes:
+    """An independent minimal 16-bit RGB PNG encoder (filter type 0), for reading tests."""
+    height, width, _ = pixels.shape
+    raw = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def test_rgba_keeps_alpha_and_round_trips(tmp_path: Path) -> None:
+    pixels = RNG.integers(0, 256, (7, 9, 4), dtype=np.uint8)
+    pixels[0, 0, 3] = 0
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "a.png")
+    image = read_image(tmp_path / "a.png")
+    assert image.alpha is not None and not image.grayscale and image.bit_depth == 8
+    np.testing.assert_array_equal(imageio.quantize(image.rgb, 8), pixels[..., :3])
+    np.testing.assert_array_equal(imageio.quantize(image.alpha, 8), pixels[..., 3])
+    write_image(tmp_path / "b.png", image.rgb, image.alpha)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")), pixels)
+
+
+def test_opaque_alpha_is_dropped(tmp_path: Path) -> None:
+    pixels = RNG.integers(0, 256, (4, 5, 4), dtype=np.uint8)
+    pixels[..., 3] = 255
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "a.png")
+    assert read_image(tmp_path / "a.png").alpha is None
+
+
+def test_grayscale_in_grayscale_out(tmp_path: Path) -> None:
+    pixels = RNG.integers(0, 256, (6, 5), dtype=np.uint8)
+    Image.fromarray(pixels, "L").save(tmp_path / "g.png")
+    image = read_image(tmp_path / "g.png")
+    assert image.grayscale and image.rgb.shape == (6, 5, 3)
+    np.testing.assert_array_equal(imageio.quantize(image.rgb[..., 1], 8), pixels)
+    write_image(tmp_path / "out.png", image.rgb, grayscale=True)
+    written = Image.open(tmp_path / "out.png")
+    assert written.mode == "L"
+    np.testing.assert_array_equal(np.asarray(written), pixels)
+
+
+def test_sixteen_bit_gray_keeps_all_bits(tmp_path: Path) -> None:
+    pixels = RNG.integers(0, 65536, (5, 8), dtype=np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "g16.png")
+    image = read_image(tmp_path / "g16.png")
+    assert image.bit_depth == 16 and image.grayscale
+    np.testing.assert_array_equal(imageio.quantize(image.rgb[..., 0], 16), pixels)
+    write_image(tmp_path / "o.png", image.rgb, grayscale=True, bit_depth=16)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")).astype(np.uint16), pixels)
+
+
+def test_sixteen_bit_rgb_png_read_exactly(tmp_path: Path) -> None:
+    pixels = RNG.integers(0, 65536, (6, 7, 3), dtype=np.uint16)
+    (tmp_path / "c16.png").write_bytes(_png16_reference(pixels))
+    image = read_image(tmp_path / "c16.png")
+    assert image.bit_depth == 16 and not image.grayscale
+    np.testing.assert_array_equal(imageio.quantize(image.rgb, 16), pixels)
+
+
+def test_sixteen_bit_rgba_png_written_exactly(tmp_path: Path) -> None:
+    pixels = RNG.integers(0, 65536, (5, 6, 4), dtype=np.uint16)
+    rgb, alpha = pixels[..., :3] / 65535.0, pixels[..., 3] / 65535.0
+    write_image(tmp_path / "o.png", rgb, alpha, bit_depth=16)
+    # Independent check: Pillow decodes 16-bit RGBA to 8 bits by taking the high byte of each sample.
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), (pixels >> 8).astype(np.uint8))
+    back = read_image(tmp_path / "o.png")
+    np.testing.assert_array_equal(imageio.quantize(back.rgb, 16), pixels[..., :3])
+    np.testing.assert_array_equal(imageio.quantize(back.alpha, 16), pixels[..., 3])
+
+
+def test_sixteen_bit_tiff_and_eight_bit_fallback(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    pixels = RNG.integers(0, 65536, (4, 6, 3), dtype=np.uint16)
+    write_image(tmp_path / "o.tiff", pixels / 65535.0, bit_depth=16)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "o.tiff"), pixels)
+    notes = write_image(tmp_path / "o.jpg", pixels / 65535.0, bit_depth=16)
+    assert any("8 bits" in n for n in notes)
+
+
+def test_palette_with_and_without_transparency(tmp_path: Path) -> None:
+    rgb = RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    palette = Image.fromarray(rgb).convert("P")
+    palette.save(tmp_path / "p.png")
+    image = read_image(tmp_path / "p.png")
+    np.testing.assert_array_equal(imageio.quantize(image.rgb, 8), np.asarray(palette.convert("RGB")))
+    assert image.alpha is None
+    palette.save(tmp_path / "pt.png", transparency=palette.getpixel((0, 0)))
+    alpha = read_image(tmp_path / "pt.png").alpha
+    assert alpha is not None and alpha[0, 0] == 0.0 and alpha.max() == 1.0
+
+
+def test_cmyk_converted_to_rgb(tmp_path: Path) -> None:
+    cmyk = Image.fromarray(RNG.integers(0, 256, (6, 6, 4), dtype=np.uint8), "CMYK")
+    cmyk.save(tmp_path / "c.tiff")
+    image = read_image(tmp_path / "c.tiff")
+    np.testing.assert_array_equal(imageio.quantize(image.rgb, 8), np.asarray(cmyk.convert("RGB")))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path: Path, orientation: int) -> None:
+    pixels = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(tmp_path / "e.png", exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "e.png")).convert("RGB"))
+    image = read_image(tmp_path / "e.png")
+    np.testing.assert_array_equal(imageio.quantize(image.rgb, 8), expected)
+    if orientation >= 5:
+        assert image.rgb.shape[:2] == (7, 5)
+
+
+def test_animated_image_first_frame_with_warning(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (6, 4), color) for color in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    image = read_image(tmp_path / "anim.gif")
+    assert any("2 frames" in note for note in image.warnings)
+    np.testing.assert_allclose(image.rgb[0, 0], [1.0, 0.0, 0.0], atol=1 / 255)
+
+
+def test_icc_profile_kept(tmp_path: Path) -> None:
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    pixels = RNG.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "i.png", icc_profile=profile)
+    image = read_image(tmp_path / "i.png")
+    assert image.icc_profile == profile
+    for name, bits in (("o.png", 8), ("o.jpg", 8), ("o.webp", 8), ("o16.png", 16)):
+        write_image(tmp_path / name, image.rgb, bit_depth=bits, icc_profile=image.icc_profile)
+        assert Image.open(tmp_path / name).info.get("icc_profile") == profile, name
+
+
+def test_pixel_limit_checked_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.new("RGB", (100, 80)).save(tmp_path / "big.png")
+
+    def no_decoding(self: Image.Image) -> None:
+        raise AssertionError("decoded an image over the limit")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", no_decoding)
+    with pytest.raises(ImageError, match="over the limit"):
+        read_image(tmp_path / "big.png", max_pixels=7999)
+
+
+def test_pillow_global_limit_restored(tmp_path: Path) -> None:
+    before = Image.MAX_IMAGE_PIXELS
+    Image.new("RGB", (3, 3)).save(tmp_path / "s.png")
+    read_image(tmp_path / "s.png", max_pixels=None)
+    assert before == Image.MAX_IMAGE_PIXELS
+
+
+def _truncated(pixels: np.ndarray) -> bytes:
+    data = _png16_reference(pixels)
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not an image at all", _truncated(RNG.integers(0, 65536, (32, 32, 3), dtype=np.uint16))],
+    ids=["empty", "text", "truncated"],
+)
+def test_corrupt_files_raise_image_error(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "bad.png").write_bytes(content)
+    with pytest.raises(ImageError, match="bad.png"):
+        read_image(tmp_path / "bad.png")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="not found"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_write_never_overwrites_without_permission(tmp_path: Path) -> None:
+    target = tmp_path / "o.png"
+    target.write_bytes(b"precious")
+    with pytest.raises(ImageError, match="already exists"):
+        write_image(target, np.zeros((2, 2, 3)))
+    assert target.read_bytes() == b"precious"
+    write_image(target, np.zeros((2, 2, 3)), overwrite=True)
+    assert Image.open(target).size == (2, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.png"]  # no temporary files left
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(handle: io.BufferedWriter, *args: object) -> None:
+        handle.write(b"half an image")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(imageio, "_encode", crash)
+    with pytest.raises(ImageError, match="disk full"):
+        write_image(tmp_path / "sub" / "o.png", np.zeros((2, 2, 3)))
+    assert list((tmp_path / "sub").iterdir()) == []
+
+
+def test_output_format_from_extension(tmp_path: Path) -> None:
+    rgb = RNG.random((6, 6, 3))
+    for ext, fmt in ((".png", "PNG"), (".jpg", "JPEG"), (".jpeg", "JPEG"), (".webp", "WEBP"), (".tif", "TIFF")):
+        write_image(tmp_path / f"o{ext}", rgb)
+        assert Image.open(tmp_path / f"o{ext}").format == fmt
+    with pytest.raises(ImageError, match="extensions"):
+        write_image(tmp_path / "o.xyz", rgb)
+    notes = write_image(tmp_path / "a.jpg", rgb, alpha=np.ones((6, 6)) * 0.5)
+    assert any("alpha" in n for n in notes)
+
+
+def test_sixteen_bit_gray_alpha_png_round_trip(tmp_path: Path) -> None:
+    pixels = RNG.integers(0, 65536, (5, 6, 2), dtype=np.uint16)
+    gray = np.repeat(pixels[..., :1] / 65535.0, 3, axis=2)
+    write_image(tmp_path / "la.png", gray, pixels[..., 1] / 65535.0, grayscale=True, bit_depth=16)
+    # Independent check: Pillow reads 16-bit LA as 8-bit RGBA from the high bytes.
+    eight = np.asarray(Image.open(tmp_path / "la.png"))
+    np.testing.assert_array_equal(eight[..., 0], (pixels[..., 0] >> 8).astype(np.uint8))
+    np.testing.assert_array_equal(eight[..., 3], (pixels[..., 1] >> 8).astype(np.uint8))
+    image = read_image(tmp_path / "la.png")
+    assert image.grayscale and image.bit_depth == 16
+    np.testing.assert_array_equal(imageio.quantize(image.rgb[..., 0], 16), pixels[..., 0])
+    np.testing.assert_array_equal(imageio.quantize(image.alpha, 16), pixels[..., 1])
