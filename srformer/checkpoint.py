@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,10 @@ def _read_torch_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.
             f"{path.name} is not a model file (expected .safetensors + .json, a Lightning .ckpt or a run folder)"
         )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols it may not support; the refusal below says what matters.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # weights_only refuses any global outside its allow-list *before* calling it: nothing has run.
         unsafe = re.search(r"GLOBAL ([\w.]+)", str(err))

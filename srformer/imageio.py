@@ -101,8 +101,8 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
                 raise ImageError(f"{path.name} has no pixels ({width}x{height})")
             if max_pixels is not None and width * height > max_pixels:
                 raise ImageError(
-                    f"{path.name} is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the limit of "
-                    f"{max_pixels / 1e6:.0f} megapixels (raise it with --max-pixels if the file is trusted)"
+                    f"{path.name} is {width}x{height} = {_pixel_count(width * height)}, over the limit of "
+                    f"{_pixel_count(max_pixels)} (raise it with --max-pixels if the file is trusted)"
                 )
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
@@ -125,6 +125,11 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise ImageError(f"cannot read {path.name} as an image ({_reason(err)})") from None
     array = _apply_orientation(array, orientation)
     return _split_channels(array, icc_profile, notes)
+
+
+def _pixel_count(pixels: int) -> str:
+    """``"250 megapixels"``, or ``"400 pixels"`` below one megapixel (a lowered limit must not read "0")."""
+    return f"{pixels / 1e6:.0f} megapixels" if pixels >= 1_000_000 else f"{pixels} pixels"
 
 
 def _reason(err: Exception) -> str:
@@ -286,14 +291,18 @@ def write_image(
     pixels = quantize(np.concatenate(planes, axis=2), bit_depth)
     if not overwrite and path.exists():
         raise ImageError(f"{path} already exists (pass --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".tmp", dir=path.parent)
+    except OSError as err:  # e.g. a file where a folder should be, a read-only or full disk
+        raise ImageError(f"cannot write {path}: {_reason(err)}") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
             _encode(handle, pixels, fmt, icc_profile, quality)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file the user's usual mode
         _publish(tmp, path, overwrite)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
@@ -303,6 +312,12 @@ def write_image(
             raise ImageError(f"cannot write {path}: {_reason(err)}") from None
         raise
     return notes
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _publish(tmp: Path, path: Path, overwrite: bool) -> None:

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if present)"
     )
+    parser.add_argument(
+        "--scale", type=int, default=None, help="expected upscaling factor; refused if the model has another"
+    )
     parser.add_argument("--tta", action="store_true", help="x8 self-ensemble (flips and rotations): better, 8x slower")
     parser.add_argument("--suffix", default=None, help="appended to each output name (default: _x<scale>)")
     parser.add_argument(
@@ -257,7 +260,18 @@ class Progress:
             self.bar.stop()
 
 
-def load_cli_model(model_path: Path | None, device: torch.device) -> nn.Module:
+def prepare_output_folder(outdir: Path) -> None:
+    """Create ``outdir`` before any work, so that a path that cannot be a folder fails at once, not per image."""
+    if outdir.exists() and not outdir.is_dir():
+        raise SRFormerError(f"output folder {outdir} is an existing file, not a folder")
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise SRFormerError(f"cannot create the output folder {outdir} ({reason})") from None
+
+
+def load_cli_model(model_path: Path | None, device: torch.device, scale: int | None = None) -> nn.Module:
     if model_path is None:
         if not DEFAULT_MODEL.is_file():
             raise CheckpointError(
@@ -265,7 +279,7 @@ def load_cli_model(model_path: Path | None, device: torch.device) -> nn.Module:
                 "installed; pass --model WEIGHTS (a .safetensors, a .ckpt or a run folder)"
             )
         model_path = DEFAULT_MODEL
-    return load_model(model_path, device=device)
+    return load_model(model_path, device=device, scale=scale)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -273,9 +287,12 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     check_precision(args.precision, device)
     sources = expand_inputs(args.inputs)
-    model = load_cli_model(args.model, device)
+    if args.scale is not None and args.scale < 1:
+        raise SRFormerError(f"--scale must be a positive integer, got {args.scale}")
+    model = load_cli_model(args.model, device, args.scale)
     suffix = args.suffix if args.suffix is not None else f"_x{model.scale}"
     jobs = plan_jobs(sources, args.output, suffix, args.ext, args.compare)
+    prepare_output_folder(args.output)
     if tile == "auto" and device.type == "cpu":
         tile = auto_tile_size(model, device, args.precision)  # once: the free memory moves while we run
 

@@ -235,3 +235,16 @@ def test_sixteen_bit_gray_alpha_png_round_trip(tmp_path: Path) -> None:
     assert image.grayscale and image.bit_depth == 16
     np.testing.assert_array_equal(imageio.quantize(image.rgb[..., 0], 16), pixels[..., 0])
     np.testing.assert_array_equal(imageio.quantize(image.alpha, 16), pixels[..., 1])
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through a 0600 temporary file; the result must have the umask's usual mode."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        out = tmp_path / "x.png"
+        write_image(out, np.zeros((4, 5, 3), dtype=np.float32))
+    finally:
+        os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o644

@@ -13,6 +13,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -461,7 +462,13 @@ def test_wandb_offline_run_has_metrics_and_image_panel(tmp_path: Path) -> None:
     assert len(panels) == 2
     assert np.asarray(Image.open(panels[0])).shape == (16, 4 * 16 + 3 * 4, 3)
 
-    records = read_wandb_records(runs[0] / f"run-{run_id}.wandb")
+    run_file = runs[0] / f"run-{run_id}.wandb"
+    # wandb's writer is another process: wait until the file stops growing before reading it.
+    deadline, size = time.monotonic() + 20, -1
+    while run_file.stat().st_size != size and time.monotonic() < deadline:
+        size = run_file.stat().st_size
+        time.sleep(0.5)
+    records = read_wandb_records(run_file)
     history = {}
     for record in records:
         if record.WhichOneof("record_type") == "history":

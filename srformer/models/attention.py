@@ -12,6 +12,8 @@ kernel for the slow reference path (measured: 4.5x slower on this project's CPU,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -108,7 +110,54 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Te
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
-class WindowSelfAttention(nn.Module):
+def attention_weights(q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
+    """The softmax weights :func:`attention` applies, made explicit: ``(..., N, d), (..., M, d)`` -> ``(..., N, M)``.
+
+    For inspection only (srformer.explain); the forward pass keeps the fused kernel.
+    """
+    scores = (q @ k.transpose(-2, -1)) / q.shape[-1] ** 0.5
+    if mask is not None:
+        scores = (
+            scores + mask.to(scores.dtype) if mask.is_floating_point() else scores.masked_fill(~mask, float("-inf"))
+        )
+    return scores.softmax(dim=-1)
+
+
+@dataclass
+class CapturedAttention:
+    """One attention call seen from inside, for windows laid out ``(nW, B * heads, ...)``.
+
+    Attributes:
+        weights: ``(nW, B * heads, N, M)`` softmax weights, each row sums to 1.
+        values: ``(nW, B * heads, M, d)`` the values they weight.
+        output: ``(nW, B * heads, N, d)`` what the fused kernel returned (``weights @ values`` up to rounding).
+    """
+
+    weights: Tensor
+    values: Tensor
+    output: Tensor
+
+
+class CapturingAttention(nn.Module):
+    """Base of the attention modules: with ``capture = True`` each forward also stores its weights.
+
+    Off by default, and then the forward is exactly the fused :func:`attention` call.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.capture = False
+        self.captured: CapturedAttention | None = None
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+        out = attention(q, k, v, mask)
+        if self.capture:
+            with torch.no_grad():
+                self.captured = CapturedAttention(attention_weights(q, k, mask), v.detach(), out.detach())
+        return out
+
+
+class WindowSelfAttention(CapturingAttention):
     """Multi-head self-attention inside each window: queries, keys and values all come from the window."""
 
     def __init__(self, dim: int, num_heads: int) -> None:
@@ -125,10 +174,10 @@ class WindowSelfAttention(nn.Module):
         # One reshape for q, k and v together; it is a view (no copy) when B == 1.
         qkv = self.qkv(windows).view(nW, B, N, 3, self.num_heads, C // self.num_heads)
         q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).reshape(3, nW, B * self.num_heads, N, -1).unbind(0)
-        return self.proj(merge_heads(attention(q, k, v, mask), B))
+        return self.proj(merge_heads(self._attend(q, k, v, mask), B))
 
 
-class WindowCrossAttention(nn.Module):
+class WindowCrossAttention(CapturingAttention):
     """Multi-head cross-attention: queries from a window, keys and values from an enlarged context window.
 
     Keys and values are projected on the whole context map *before* it is cut into overlapping windows:
@@ -153,7 +202,7 @@ class WindowCrossAttention(nn.Module):
         q = split_heads(window_partition(self.q(x), self.window), self.num_heads)
         kv = enlarged_window_partition(self.kv(context), self.window, self.overlap)
         k, v = (split_heads(t, self.num_heads) for t in kv.chunk(2, dim=-1))
-        out = merge_heads(attention(q, k, v), B)
+        out = merge_heads(self._attend(q, k, v), B)
         return window_reverse(self.proj(out), self.window, H, W)
 
 

@@ -1,4 +1,4 @@
-"""Checkpoint files that are never left half-written."""
+"""Checkpoint files that are never left half-written, and a ``last.ckpt`` that is never stale."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -23,8 +25,31 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp")
-        with temporary.open("wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        try:
+            with temporary.open("wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # a failed write leaves neither a broken target nor debris
+            raise
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """:class:`ModelCheckpoint` that refreshes ``last.ckpt`` at *every* validation.
+
+    Lightning 2.6 writes ``last.ckpt`` only when a top-k checkpoint was written at the same step, i.e. when the
+    monitored metric improved; a run whose score plateaus would then resume from its last *improvement*, losing
+    every step since. Here ``last.ckpt`` is also written when the score did not improve, so a killed run loses at
+    most one validation interval.
+    """
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if (
+            self.save_last
+            and not self._should_skip_saving_checkpoint(trainer)  # also true when super() saved at this step
+            and not self._should_save_on_train_epoch_end(trainer)
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

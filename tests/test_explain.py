@@ -1,0 +1,167 @@
+"""srformer.explain: captured attention weights are the real ones, LAM respects a known receptive field, CLIs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from srformer.checkpoint import save_weights
+from srformer.explain import attention_maps, capturing, gini, local_attribution_map, main
+from srformer.models import SRFormer
+from srformer.models.attention import WindowCrossAttention, merge_heads, window_partition
+
+
+def small_model(window: int = 8) -> SRFormer:
+    torch.manual_seed(0)
+    model = SRFormer(scale=2, dim=16, depths=[2], num_heads=2, window_size=window, context_overlap=2).eval()
+    for p in model.upsampler.parameters():  # the output conv starts at zero; give LAM a gradient to follow
+        nn.init.normal_(p, std=0.1)
+    return model
+
+
+@pytest.mark.parametrize("block", [0, 1])  # regular and shifted windows
+def test_captured_weights_sum_to_one_and_reproduce_the_block_output(block):
+    model = small_model()
+    group = model.groups[0]
+    attn_modules = [group.blocks[block].attn, group.cross.attn]
+    outputs = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out: outputs.__setitem__(mod, out)) for m in attn_modules]
+    with capturing(attn_modules), torch.no_grad():
+        model(torch.rand(1, 3, 13, 19))  # padded to 16 x 24: 2 x 3 windows
+    for h in hooks:
+        h.remove()
+    for module in attn_modules:
+        c = module.captured
+        assert c.weights.shape[:2] == (6, 2)  # (windows, batch * heads)
+        torch.testing.assert_close(c.weights.sum(-1), torch.ones(c.weights.shape[:-1]))
+        torch.testing.assert_close(c.weights @ c.values, c.output, atol=1e-5, rtol=1e-4)
+        # ... and that output is what the module went on to project and return.
+        projected = module.proj(merge_heads(c.output, 1))
+        returned = outputs[module]
+        if isinstance(module, WindowCrossAttention):  # returns (B, H, W, C), not windows
+            returned = window_partition(returned, model.window_size)
+        torch.testing.assert_close(projected, returned, atol=1e-5, rtol=1e-4)
+    assert not any(m.capture for m in attn_modules)  # switched off again
+
+
+def test_shifted_block_masks_keys_across_the_wrap():
+    model = small_model()
+    # Pixel (0, 0) sits in a shifted window that wraps around the image corner: only its own region may be seen.
+    self_maps, cross_maps = attention_maps(model, torch.rand(1, 3, 16, 16), (0, 0), group=0, block=1)
+    assert self_maps.maps.shape == (2, 16, 16)
+    np.testing.assert_allclose(self_maps.maps.sum(axis=(1, 2)), 1, rtol=1e-5)
+    seen = self_maps.maps.sum(0) > 0
+    assert seen[:4, :4].all() and not seen[4:].any() and not seen[:, 4:].any()
+    np.testing.assert_allclose(cross_maps.maps.sum(axis=(1, 2)), 1, rtol=1e-5)
+    assert cross_maps.context.sum() == 10 * 10  # 8 + 2 * 2 overlap, clipped at the top-left corner
+
+
+class ConvStack(nn.Module):
+    """Three 3x3 convolutions: each output pixel sees exactly a 7x7 input neighbourhood."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(8, 8, 3, padding=1),
+            nn.Tanh(),
+            nn.Conv2d(8, 3, 3, padding=1),
+        )
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_lam_stays_inside_the_receptive_field():
+    torch.manual_seed(1)
+    image = torch.rand(1, 3, 32, 32)
+    y, x, h, w = 12, 10, 4, 5
+    result = local_attribution_map(ConvStack(), image, (y, x, h, w), scale=1, steps=10)
+    # The objective reads output rows y .. y + h (forward differences add one), each seeing 3 pixels around.
+    inside = np.zeros((32, 32), dtype=bool)
+    inside[y - 3 : y + h + 1 + 3, x - 3 : x + w + 1 + 3] = True
+    assert result.attribution[~inside].max() == 0
+    assert result.attribution[y : y + h, x : x + w].min() > 0
+    assert 0 < result.diffusion_index < 100
+
+
+def test_gini_known_values():
+    assert gini(np.ones(100)) == pytest.approx(0, abs=1e-6)
+    one_hot = np.zeros(100)
+    one_hot[3] = 1
+    assert gini(one_hot) == pytest.approx(0.99, abs=1e-4)  # (n - 1) / n
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("explain")
+    save_weights(small_model(), folder / "tiny.safetensors")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(folder / "in.png")
+    return folder
+
+
+def test_cli_attention_and_lam_end_to_end(files, capsys):
+    out = files / "att.png"
+    assert (
+        main(
+            [
+                "attention",
+                "--image",
+                str(files / "in.png"),
+                "--pixel",
+                "5",
+                "9",
+                "--model",
+                str(files / "tiny.safetensors"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert Image.open(out).size[0] > 100
+    out = files / "lam.png"
+    code = main(
+        [
+            "lam",
+            "--image",
+            str(files / "in.png"),
+            "--box",
+            "6",
+            "8",
+            "4",
+            "4",
+            "--steps",
+            "8",
+            "--model",
+            str(files / "tiny.safetensors"),
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0 and out.exists()
+    assert "diffusion index" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["attention", "--pixel", "50", "0"], "outside"),
+        (["lam", "--box", "0", "0", "40", "4"], "does not fit"),
+        (["attention", "--pixel", "0", "0", "--block", "7"], "block 7"),
+        (["lam", "--box", "0", "0", "4", "4", "--model", "missing.safetensors"], "error:"),
+    ],
+)
+def test_cli_errors_are_one_line(files, capsys, argv, message):
+    argv = argv[:1] + ["--image", str(files / "in.png"), "-o", str(files / "x.png")] + argv[1:]
+    if "--model" not in argv:
+        argv += ["--model", str(files / "tiny.safetensors")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and "Traceback" not in err
