@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from srformer.checkpoint import load_model, resolve_model_path
 from srformer.data.cache import ImageCache, default_cache_dir
 from srformer.data.datasets import EvalDataset, find_pairs
-from srformer.errors import SRFormerError
+from srformer.errors import SRFormerError, exit_on_user_error
 from srformer.evaluate import bicubic_upscaler, dataset_name
 from srformer.inference import upscale_tensor
 from srformer.metrics import psnr_y, ssim_y
@@ -222,6 +222,7 @@ def build_methods(
     return methods
 
 
+@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srformer.compare", description=__doc__.split("\n")[0])
     parser.add_argument("models", nargs="+", help="weights (.safetensors), Lightning .ckpt files or run folders")
@@ -238,31 +239,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default: ~/.cache/srformer)")
     parser.add_argument("--no-cache", action="store_true", help="use a temporary cache, removed afterwards")
     args = parser.parse_args(argv)
-    try:
-        if args.scale < 1:
-            raise SRFormerError(f"--scale must be a positive integer, got {args.scale}")
-        for folder in args.data:
-            if not folder.is_dir():
-                raise SRFormerError(f"data folder not found: {folder}")
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        methods = build_methods(args.models, args.scale, device, args.tile or None, args.cost_size, args.repeats)
-        with tempfile.TemporaryDirectory(prefix="srformer-compare-") as tmp:
-            cache = ImageCache(Path(tmp) if args.no_cache else Path(args.cache_dir or default_cache_dir() / "decoded"))
-            rows = evaluate(methods, args.data, args.scale, cache, device, args.crop)
-        datasets = list(dict.fromkeys(row.dataset for row in rows))
-        table = markdown_table(methods, datasets, args.scale, device)
-        print(table)
-        names = [m.name for m in methods]
-        for row in rows:
-            path = args.output / "grids" / row.dataset / f"{Path(row.name).stem}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            grid_image(row, names).save(path)
-        config = {"models": args.models, "data": [str(d) for d in args.data], "scale": args.scale, "table": table}
-        run_dir = log_wandb(rows, methods, datasets, config, args.wandb_mode, args.wandb_project, args.output)
-        print(f"\ngrids: {args.output / 'grids'}" + (f"; wandb run: {run_dir}" if run_dir else ""), file=sys.stderr)
-    except SRFormerError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.scale < 1:
+        raise SRFormerError(f"--scale must be a positive integer, got {args.scale}")
+    for folder in args.data:
+        if not folder.is_dir():
+            raise SRFormerError(f"data folder not found: {folder}")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    methods = build_methods(args.models, args.scale, device, args.tile or None, args.cost_size, args.repeats)
+    with tempfile.TemporaryDirectory(prefix="srformer-compare-") as tmp:
+        cache = ImageCache(Path(tmp) if args.no_cache else Path(args.cache_dir or default_cache_dir() / "decoded"))
+        rows = evaluate(methods, args.data, args.scale, cache, device, args.crop)
+    datasets = list(dict.fromkeys(row.dataset for row in rows))
+    table = markdown_table(methods, datasets, args.scale, device)
+    print(table)
+    names = [m.name for m in methods]
+    for row in rows:
+        path = args.output / "grids" / row.dataset / f"{Path(row.name).stem}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid_image(row, names).save(path)
+    config = {"models": args.models, "data": [str(d) for d in args.data], "scale": args.scale, "table": table}
+    run_dir = log_wandb(rows, methods, datasets, config, args.wandb_mode, args.wandb_project, args.output)
+    print(f"\ngrids: {args.output / 'grids'}" + (f"; wandb run: {run_dir}" if run_dir else ""), file=sys.stderr)
     return 0
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from srformer.checkpoint import load_model
-from srformer.errors import SRFormerError
+from srformer.errors import SRFormerError, exit_on_user_error
 from srformer.models import attention as attention_module
 from srformer.models.attention import window_partition
 from srformer.models.network import SRFormer
@@ -183,6 +183,7 @@ def _quiet_tracer() -> Iterator[None]:
         yield
 
 
+@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srformer.export", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, type=Path, help="weights, Lightning checkpoint or run folder")
@@ -192,28 +193,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime check")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     args = parser.parse_args(argv)
-    try:
-        for target in filter(None, (args.output, args.torchscript)):
-            if target.exists() and not args.overwrite:
-                raise ExportError(f"{target} already exists (pass --overwrite to replace it)")
-        model = load_model(args.model)
-        export_onnx(model, args.output, args.opset)
-        print(f"wrote {args.output}")
-        if not args.no_verify:
-            diff = verify_onnx(model, args.output)
-            sizes = ", ".join(f"{h}x{w}" for h, w in VERIFY_SIZES)
-            print(f"onnxruntime vs PyTorch on {sizes}: max abs diff {diff:.2e}")
-            if diff > TOLERANCE:
-                raise ExportError(f"the ONNX model differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e})")
-        if args.torchscript:
-            export_torchscript(model, args.torchscript)
-            diff = verify_torchscript(model, args.torchscript)
-            print(f"wrote {args.torchscript}; TorchScript vs PyTorch max abs diff {diff:.2e}")
-            if diff > TOLERANCE:
-                raise ExportError(f"the TorchScript model differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e})")
-    except SRFormerError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    for target in filter(None, (args.output, args.torchscript)):
+        if target.exists() and not args.overwrite:
+            raise ExportError(f"{target} already exists (pass --overwrite to replace it)")
+    model = load_model(args.model)
+    export_onnx(model, args.output, args.opset)
+    print(f"wrote {args.output}")
+    if not args.no_verify:
+        diff = verify_onnx(model, args.output)
+        sizes = ", ".join(f"{h}x{w}" for h, w in VERIFY_SIZES)
+        print(f"onnxruntime vs PyTorch on {sizes}: max abs diff {diff:.2e}")
+        if diff > TOLERANCE:
+            raise ExportError(f"the ONNX model differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e})")
+    if args.torchscript:
+        export_torchscript(model, args.torchscript)
+        diff = verify_torchscript(model, args.torchscript)
+        print(f"wrote {args.torchscript}; TorchScript vs PyTorch max abs diff {diff:.2e}")
+        if diff > TOLERANCE:
+            raise ExportError(f"the TorchScript model differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e})")
     return 0
 
 
