@@ -7,7 +7,7 @@ Windows are laid out *window-major*: ``(nW, B, N, C)`` with ``nW`` windows of ``
 With this order the shifted-window mask, which depends on the window but not on the image in the batch,
 has shape ``(nW, 1, N, N)`` and broadcasts over ``B * heads`` inside ``scaled_dot_product_attention``.
 A batch-major order would need the mask copied once per image, and a 5-D layout drops PyTorch's fused CPU
-kernel for the slow reference path (measured: 4.5x slower on this project's CPU, see bench/README.md).
+kernel for the slow reference path (about 4x slower on this project's CPU: `python bench/attention_layouts.py`).
 """
 
 from __future__ import annotations
