@@ -1,4 +1,4 @@
-"""The README figure: crops of HR | LR (nearest) | bicubic | srformer on photos that ship with scikit-image.
+"""The README figure: crops of LR (nearest) | bicubic | srformer | HR on photos that ship with scikit-image.
 
     python bench/readme_figure.py --model assets/srformer_x4.safetensors -o assets/figure_x4.png
 

@@ -4,7 +4,7 @@ Every model, and MATLAB bicubic as the baseline, is scored on every benchmark fo
 protocol (:mod:`srformer.evaluate`: HR cropped to a multiple of the scale, MATLAB bicubic LR at uint8 levels,
 SR clamped and rounded, Y-channel PSNR/SSIM with ``scale`` border pixels). Prints a markdown table with PSNR/SSIM
 per dataset, parameters, FLOPs per output pixel and CPU/GPU throughput; writes one PNG grid of crops per image
-(HR | bicubic | model 1 | ...; the crop is the image's most textured region, where methods differ most);
+(bicubic | model 1 | ... | HR; the crop is the image's most textured region, where methods differ most);
 logs one wandb run (offline unless ``--wandb-mode online``) with the metrics and crops in a ``wandb.Table``.
 """
 
@@ -106,8 +106,9 @@ def crop_uint8(image: Tensor, box: tuple[int, int, int]) -> np.ndarray:
 
 
 def grid_image(row: ImageRow, method_names: list[str], zoom: int = 2) -> Image.Image:
-    """Crops side by side (HR first), enlarged ``zoom`` times (nearest), each captioned with name and scores."""
-    tiles = [("HR", row.hr_crop)] + [(name, row.crops[name]) for name in method_names]
+    """Crops side by side (the methods, then HR), enlarged ``zoom`` times (nearest), each captioned with its
+    name and scores."""
+    tiles = [(name, row.crops[name]) for name in method_names] + [("HR", row.hr_crop)]
     side = row.hr_crop.shape[0] * zoom
     caption, gap = 28, 4
     grid = Image.new("RGB", (len(tiles) * (side + gap) - gap, side + caption), "white")

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         type=Path,
         default=None,
-        help=f"weights (.safetensors + .json), Lightning .ckpt or run folder (default: {DEFAULT_MODEL.name} in assets/)",
+        help="weights (.safetensors + .json), Lightning .ckpt or run folder (default: the shipped"
+        f" assets/{DEFAULT_MODEL.name}, or srformer_x2.safetensors with --scale 2)",
     )
     parser.add_argument(
         "--tile",
@@ -271,14 +272,20 @@ def prepare_output_folder(outdir: Path) -> None:
         raise SRFormerError(f"cannot create the output folder {outdir} ({reason})") from None
 
 
+def default_model(scale: int | None) -> Path:
+    """The shipped model for ``scale``: ``assets/srformer_x{scale}.safetensors``, x4 when no scale is asked."""
+    return DEFAULT_MODEL if scale in (None, 4) else DEFAULT_MODEL.with_name(f"srformer_x{scale}.safetensors")
+
+
 def load_cli_model(model_path: Path | None, device: torch.device, scale: int | None = None) -> nn.Module:
     if model_path is None:
-        if not DEFAULT_MODEL.is_file():
+        model_path = default_model(scale)
+        if not model_path.is_file():
+            what = "the default model" if scale in (None, 4) else f"the shipped x{scale} model"
             raise CheckpointError(
-                f"no model given and the default model {DEFAULT_MODEL} is not "
+                f"no model given and {what} {model_path} is not "
                 "installed; pass --model WEIGHTS (a .safetensors, a .ckpt or a run folder)"
             )
-        model_path = DEFAULT_MODEL
     return load_model(model_path, device=device, scale=scale)
 
 

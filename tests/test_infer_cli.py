@@ -175,6 +175,22 @@ def test_default_model_missing_is_explained(
     assert "default model" in err and "is not installed" in err and "--model" in err
 
 
+def test_scale_picks_the_shipped_model_of_that_scale(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    for suffix in (".safetensors", ".json"):  # the x2 test model installed as the shipped x2 model
+        (assets / f"srformer_x2{suffix}").write_bytes(weights.with_suffix(suffix).read_bytes())
+    monkeypatch.setattr("srformer.infer_cli.DEFAULT_MODEL", assets / "srformer_x4.safetensors")
+    Image.fromarray(_rgb(6, 7)).save(tmp_path / "a.png")
+    assert run_cli(tmp_path / "a.png", "-o", tmp_path / "o", "--scale", "2") == 0
+    assert Image.open(tmp_path / "o" / "a_x2.png").size == (14, 12)
+    assert run_cli(tmp_path / "a.png", "-o", tmp_path / "o3", "--scale", "3") == 2
+    err = capsys.readouterr().err
+    assert "shipped x3 model" in err and "--model" in err and err.count("\n") == 1
+
+
 def test_script_entry_point_without_traceback(tmp_path: Path, weights: Path) -> None:
     Image.fromarray(_rgb(5, 5)).save(tmp_path / "a.png")
     done = subprocess.run(

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from srformer.checkpoint import load_model
 from srformer.models import build_model
 from srformer.training import SRLitModule
-from srformer.training.callbacks import ExportBestWeights, ImagePanel, SampleUpscale
+from srformer.training.callbacks import ExportBestWeights, ImagePanel, SampleUpscale, TrainingClock
 from srformer.training.ema import ema_decay_at, make_ema_copy, update_ema
 from srformer.training.module import NonFiniteLossError
 from srformer.training.schedules import MultiStepDecay, WarmupCosine, build_scheduler
@@ -270,6 +270,27 @@ def test_resume_from_last_continues_step_optimizer_and_schedule(tmp_path: Path) 
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"{name} differs after resume")
 
 
+def test_training_clock_is_logged_and_sums_over_resumes(tmp_path: Path, monkeypatch) -> None:
+    """Fake monotonic clock: 1 hour per call. The resumed run starts from the saved hours, not from zero."""
+    fake_now = iter(range(0, 10_000 * 3600, 3600))
+    monkeypatch.setattr("srformer.training.callbacks.time.monotonic", lambda: float(next(fake_now)))
+    data = SyntheticSRData(train_batches=2)
+    clock = TrainingClock()
+    first = make_trainer(tmp_path, 2, 2, [clock, last_checkpoint_callback(tmp_path)])
+    first.fit(make_module(), datamodule=data)
+    logged = float(first.callback_metrics["time/train_hours"])
+    assert logged >= 1.0
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    saved_hours = next(v["hours"] for k, v in saved["callbacks"].items() if "TrainingClock" in k)
+    assert saved_hours >= logged
+
+    resumed_clock = TrainingClock()
+    second = make_trainer(tmp_path, 4, 2, [resumed_clock, last_checkpoint_callback(tmp_path)])
+    second.fit(make_module(), datamodule=data, ckpt_path="last")
+    assert resumed_clock.hours_before_resume == saved_hours
+    assert float(second.callback_metrics["time/train_hours"]) > saved_hours
+
+
 def test_checkpoint_loads_safely_and_prefers_ema(tmp_path: Path) -> None:
     module = make_module()
     make_trainer(tmp_path, 2, 2, [last_checkpoint_callback(tmp_path)]).fit(module, datamodule=SyntheticSRData())
@@ -419,6 +440,9 @@ def test_train_writes_run_folder_and_rerun_resumes(tmp_path: Path) -> None:
     assert {int(r["step"]) for r in first if r.get("val/psnr")} == {1}
     assert {int(r["step"]) for r in second if r.get("val/psnr")} == {3}, "resumed run must not redo step 2"
     assert min(int(r["step"]) for r in second if r.get("train/loss")) >= 2
+    # The training clock goes on from where the first session stopped.
+    first_hours = max(float(r["time/train_hours"]) for r in first if r.get("time/train_hours"))
+    assert max(float(r["time/train_hours"]) for r in second if r.get("time/train_hours")) > first_hours
 
 
 def read_wandb_records(path: Path) -> list:

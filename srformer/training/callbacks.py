@@ -1,4 +1,4 @@
-"""Training callbacks: best-weights export, validation image panels, an upscaled sample.
+"""Training callbacks: best-weights export, validation image panels, an upscaled sample, a training clock.
 
 The NaN/inf loss guard lives in :meth:`SRLitModule.training_step`, which alone can skip a batch.
 """
@@ -6,6 +6,7 @@ The NaN/inf loss guard lives in :meth:`SRLitModule.training_step`, which alone c
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -199,3 +200,31 @@ class SampleUpscale(pl.Callback):
         }
         for filename, image in images.items():
             Image.fromarray(to_uint8_image(image)).save(self.output_dir / filename)
+
+
+class TrainingClock(pl.Callback):
+    """Wall-clock hours this run has trained, summed over resumes (the total is saved in checkpoints), logged
+    as ``time/train_hours`` at each validation so that quality can be plotted against training time (W&B,
+    the CSV logger, ``bench/training_curve.py``). Validation time counts: it is part of what a run costs."""
+
+    def __init__(self) -> None:
+        self.hours_before_resume = 0.0
+        self._started: float | None = None
+
+    def hours(self) -> float:
+        running = 0.0 if self._started is None else (time.monotonic() - self._started) / 3600.0
+        return self.hours_before_resume + running
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started = time.monotonic()
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self._started is None:
+            return
+        pl_module.log("time/train_hours", self.hours(), rank_zero_only=True)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"hours": self.hours()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.hours_before_resume = float(state_dict["hours"])

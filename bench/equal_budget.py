@@ -1,0 +1,304 @@
+"""Equal-budget comparison: train several models with the same data, pipeline, steps, patch and batch, then
+score them on the benchmark sets and time them, all in one run.
+
+    python bench/equal_budget.py --models tiny light swinir-light srformer-light --steps 600
+    python bench/equal_budget.py --models tiny tiny:none tiny:shallow --steps 1000 --title "Ablation: context"
+
+Every model gets the same training loop: BSD400 patches from ``SRDataModule`` (same seed, so the same
+patches in the same order), L1 loss, Adam (0.9, 0.99), linear warmup then cosine decay to zero, fp32, on the
+CPU with ``--threads`` threads. ``preset:context`` builds one of our presets with another context
+(``none`` = MHSA only, ``overlap``, ``shallow``). Peers come from ``spandrel`` / ``spandrel-extra-arches``
+(dev extras) with their published light configurations, randomly initialised.
+
+Each trained model's scores are saved in ``--results`` (one JSON per model), so an interrupted comparison
+resumes where it stopped; ``--retrain`` discards them. Throughput (output megapixels per second on one
+``--size`` x ``--size`` input, ``--threads`` threads) is measured for all models at the end, round-robin so
+that a change of machine load affects all alike. Prints a markdown table, writes it as a section of
+docs/BENCHMARKS.md (``--no-write`` to skip) and, with ``--plot``, a PSNR-vs-throughput PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from model_cost import peer_models  # noqa: E402
+from report import write_section  # noqa: E402
+
+from srformer.data import SRDataModule  # noqa: E402
+from srformer.data.cache import ImageCache, default_cache_dir  # noqa: E402
+from srformer.evaluate import Upscaler, evaluate_folder, model_upscaler  # noqa: E402
+from srformer.models import PRESETS, SRFormer  # noqa: E402
+from srformer.profiling import count_flops, count_parameters  # noqa: E402
+from srformer.training.schedules import build_scheduler  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+PEER_NAMES = {"swinir-light": "SwinIR-light", "srformer-light": "SRFormer-light (paper)", "hat-s": "HAT-S"}
+TEST_SETS = ("Set5", "Set14", "B100")
+
+
+def build(name: str, scale: int) -> nn.Module:
+    """``tiny``, ``light:none`` (a preset with another context) or a peer name (``swinir-light``, ...)."""
+    if name in PEER_NAMES:
+        return peer_models(scale)[PEER_NAMES[name]]
+    preset, _, context = name.partition(":")
+    if preset not in PRESETS:
+        raise SystemExit(
+            f"error: unknown model {name!r}; use a preset ({', '.join(PRESETS)}), preset:context or a peer"
+        )
+    settings = dict(PRESETS[preset])
+    if context:
+        settings["context"] = context
+    return SRFormer(scale=scale, **settings)
+
+
+def peer_upscaler(model: nn.Module) -> Upscaler:
+    """Spandrel's SwinIR/SRFormer/HAT pad the input to their window size themselves."""
+
+    @torch.no_grad()
+    def upscale(lr: torch.Tensor, scale: int) -> torch.Tensor:
+        return model(lr).clamp(0.0, 1.0)
+
+    return upscale
+
+
+def seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def train_and_score(name: str, args: argparse.Namespace) -> dict:
+    """Train ``name`` for ``args.steps`` steps and score it on the test sets."""
+    seed_all(args.seed)
+    model = build(name, args.scale)
+    data = SRDataModule(
+        train_dirs=[str(args.data / "train" / "BSD400")],
+        scale=args.scale,
+        patch_size=args.patch,
+        batch_size=args.batch,
+        patches_per_image=64,
+        num_workers=0,
+        cache_dir=args.cache_dir,
+    )
+    data.prepare_data()
+    data.setup("fit")
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    scheduler = build_scheduler(optimizer, "cosine", total_steps=args.steps, warmup_steps=args.warmup)
+    # Same patches in the same order for every model: the loader draws from torch's RNG, which training
+    # itself does not use (no dropout), so reseeding after the model is built aligns them.
+    seed_all(args.seed)
+    batches = iter(data.train_dataloader())
+    model.train()
+    losses: list[float] = []
+    start = time.perf_counter()
+    for step in range(args.steps):
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(data.train_dataloader())
+            batch = next(batches)
+        loss = nn.functional.l1_loss(model(batch["lr"]), batch["hr"])
+        if not math.isfinite(loss.item()):
+            raise SystemExit(f"error: {name} diverged (loss {loss.item()}) at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+        if (step + 1) % args.log_every == 0:
+            rate = (time.perf_counter() - start) / (step + 1)
+            recent = statistics.fmean(losses[-args.log_every :])
+            print(f"  {name}: step {step + 1}/{args.steps}  loss {recent:.4f}  {rate:.2f} s/step", flush=True)
+    train_seconds = time.perf_counter() - start
+
+    model.eval()
+    upscaler = model_upscaler(model) if isinstance(model, SRFormer) else peer_upscaler(model)
+    cache = ImageCache(args.cache_dir or default_cache_dir())
+    scores = {}
+    for set_name in args.sets:
+        result = evaluate_folder(upscaler, args.data / "benchmark" / set_name, args.scale, cache, torch.device("cpu"))
+        scores[set_name] = {"psnr": result.psnr, "ssim": result.ssim}
+        print(f"  {name}: {set_name} {result.psnr:.2f} dB / {result.ssim:.4f}", flush=True)
+    return {
+        "model": name,
+        "steps": args.steps,
+        "batch": args.batch,
+        "patch": args.patch,
+        "lr": args.lr,
+        "threads": args.threads,
+        "train_seconds": train_seconds,
+        "final_loss": statistics.fmean(losses[-args.log_every :]),
+        "scores": scores,
+    }
+
+
+def measure_speed(names: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """Parameters, FLOPs per output pixel and throughput of every model, timed round-robin."""
+    x = torch.rand(1, 3, args.size, args.size)
+    out_pixels = args.size * args.size * args.scale**2
+    models = {name: build(name, args.scale).eval() for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    with torch.inference_mode():
+        for model in models.values():  # warm up every model once
+            model(x)
+        for _ in range(args.repeats):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(x)
+                times[name].append(time.perf_counter() - start)
+    return {
+        name: {
+            "params": count_parameters(model),
+            "flops_per_px": count_flops(model, x) / out_pixels,
+            "mpix_per_s": out_pixels / statistics.median(times[name]) / 1e6,
+        }
+        for name, model in models.items()
+    }
+
+
+def display_name(name: str) -> str:
+    if name in PEER_NAMES:
+        return PEER_NAMES[name].replace(" (paper)", "")
+    preset, _, context = name.partition(":")
+    context = context or PRESETS[preset]["context"]
+    return f"srformer {preset} ({'MHSA only' if context == 'none' else f'MHSA + MHCA, {context}'})"
+
+
+def make_table(results: dict[str, dict], speed: dict[str, dict], sets: list[str], reference: str | None) -> str:
+    header = "| model | params | FLOPs/px | Mpx/s | " + " | ".join(f"{s} PSNR / SSIM" for s in sets)
+    header += " | train s/step |"
+    if reference:
+        header += f" speed vs {display_name(reference)} |"
+    lines = [header, "|" + " --- |" * (header.count("|") - 1)]
+    for name, result in results.items():
+        cost = speed[name]
+        cells = [
+            display_name(name),
+            f"{cost['params'] / 1e6:.2f}M",
+            f"{cost['flops_per_px'] / 1e3:.1f}K",
+            f"{cost['mpix_per_s']:.3f}",
+            *(f"{result['scores'][s]['psnr']:.2f} / {result['scores'][s]['ssim']:.4f}" for s in sets),
+            f"{result['train_seconds'] / result['steps']:.2f}",
+        ]
+        if reference:
+            cells.append(f"{cost['mpix_per_s'] / speed[reference]['mpix_per_s']:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, dict], speed: dict[str, dict], scale: int, sets: list[str], path: Path, title: str) -> None:
+    """PSNR on the first and last set (Set5 and B100 by default) against throughput (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    shown = list(dict.fromkeys([sets[0], sets[-1]]))
+    rates = [speed[name]["mpix_per_s"] for name in results]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4.2), constrained_layout=True, squeeze=False)
+    for axis, set_name in zip(axes[0], shown, strict=True):
+        for name, result in results.items():
+            ours = name not in PEER_NAMES
+            x, y = speed[name]["mpix_per_s"], result["scores"][set_name]["psnr"]
+            axis.scatter(x, y, s=60, marker="o" if ours else "s", color="tab:blue" if ours else "tab:gray")
+            label = display_name(name).replace("srformer ", "").replace(" (MHSA + MHCA, overlap)", "")
+            offset, align = ((0, 7), "center") if ours else ((8, -3), "left")
+            axis.annotate(label, (x, y), textcoords="offset points", xytext=offset, ha=align, fontsize=8)
+        axis.set_xscale("log")
+        axis.set_xlim(min(rates) / 1.5, max(rates) * 1.5)
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set_xticks([t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5) if min(rates) / 1.5 <= t <= max(rates) * 1.5])
+        axis.margins(y=0.15)
+        axis.set_xlabel("CPU throughput (output Mpx/s, log scale)")
+        axis.set_ylabel(f"{set_name} x{scale} PSNR-Y (dB)")
+        axis.grid(True, alpha=0.3)
+        axis.set_title(set_name)
+    fig.suptitle(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["tiny", "light", "swinir-light", "srformer-light"])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with train/BSD400 and benchmark/")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--patch", type=int, default=32, help="LR patch side")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for training and timing")
+    parser.add_argument("--size", type=int, default=128, help="LR side of the throughput input")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--sets", nargs="+", default=list(TEST_SETS), help="benchmark sets to score on")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "equal_budget")
+    parser.add_argument("--retrain", action="store_true", help="ignore saved results and train again")
+    parser.add_argument("--reference", default="swinir-light", help="speed ratios against this model")
+    parser.add_argument("--title", default="Equal-budget comparison")
+    parser.add_argument("--plot", type=Path, default=None, help="write a PSNR-vs-throughput PNG here")
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/BENCHMARKS.md")
+    args = parser.parse_args()
+    if not (args.data / "train" / "BSD400").is_dir():
+        raise SystemExit(f"error: no training images at {args.data / 'train' / 'BSD400'}; pass --data")
+    torch.set_num_threads(args.threads)
+
+    budget = f"s{args.steps}_b{args.batch}_p{args.patch}_lr{args.lr:g}_x{args.scale}"
+    results: dict[str, dict] = {}
+    for name in args.models:
+        saved = args.results / budget / f"{name.replace(':', '_')}.json"
+        if saved.is_file() and not args.retrain:
+            results[name] = json.loads(saved.read_text())
+            print(f"{name}: loaded {saved}", flush=True)
+            continue
+        print(f"{name}: training {args.steps} steps", flush=True)
+        results[name] = train_and_score(name, args) | {"scale": args.scale}
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(results[name], indent=2))
+
+    speed = measure_speed(args.models, args)
+    reference = args.reference if args.reference in results else None
+    table = make_table(results, speed, args.sets, reference)
+    command = "python bench/equal_budget.py " + " ".join(sys.argv[1:])
+    body = (
+        f"`{command}`\n\n"
+        f"{datetime.date.today()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{args.threads} CPU thread(s). Budget for every model: {args.steps} steps, batch {args.batch}, LR "
+        f"patch {args.patch}, x{args.scale}, L1, Adam lr {args.lr:g} (warmup {args.warmup}, cosine to 0), "
+        f"BSD400, seed {args.seed}. Scores: Y-PSNR/SSIM on the full sets (MATLAB bicubic LR, border {args.scale}). "
+        f"Throughput: one {args.size}x{args.size} LR input, median of {args.repeats} round-robin runs.\n\n{table}"
+    )
+    print(body)
+    if args.plot:
+        plot(
+            results,
+            speed,
+            args.scale,
+            args.sets,
+            args.plot,
+            f"{args.title}: {args.steps} steps, batch {args.batch}, LR patch {args.patch}",
+        )
+        print(f"plot: {args.plot}")
+    if not args.no_write:
+        write_section(args.title, body)
+
+
+if __name__ == "__main__":
+    main()
