@@ -74,13 +74,9 @@ def peer_upscaler(model: nn.Module) -> Upscaler:
     return upscale
 
 
-def seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-
-
 def train_and_score(name: str, args: argparse.Namespace) -> dict:
     """Train ``name`` for ``args.steps`` steps and score it on the test sets."""
-    seed_all(args.seed)
+    torch.manual_seed(args.seed)
     model = build(name, args.scale)
     data = SRDataModule(
         train_dirs=[str(args.data / "train" / "BSD400")],
@@ -97,7 +93,7 @@ def train_and_score(name: str, args: argparse.Namespace) -> dict:
     scheduler = build_scheduler(optimizer, "cosine", total_steps=args.steps, warmup_steps=args.warmup)
     # Same patches in the same order for every model: the loader draws from torch's RNG, which training
     # itself does not use (no dropout), so reseeding after the model is built aligns them.
-    seed_all(args.seed)
+    torch.manual_seed(args.seed)
     batches = iter(data.train_dataloader())
     model.train()
     losses: list[float] = []
@@ -109,13 +105,14 @@ def train_and_score(name: str, args: argparse.Namespace) -> dict:
             batches = iter(data.train_dataloader())
             batch = next(batches)
         loss = nn.functional.l1_loss(model(batch["lr"]), batch["hr"])
-        if not math.isfinite(loss.item()):
-            raise SystemExit(f"error: {name} diverged (loss {loss.item()}) at step {step}")
+        value = loss.item()
+        if not math.isfinite(value):
+            raise SystemExit(f"error: {name} diverged (loss {value}) at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        losses.append(loss.item())
+        losses.append(value)
         if (step + 1) % args.log_every == 0:
             rate = (time.perf_counter() - start) / (step + 1)
             recent = statistics.fmean(losses[-args.log_every :])
