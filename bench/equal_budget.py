@@ -49,10 +49,14 @@ PEER_NAMES = {"swinir-light": "SwinIR-light", "srformer-light": "SRFormer-light 
 TEST_SETS = ("Set5", "Set14", "B100")
 
 
-def build(name: str, scale: int) -> nn.Module:
-    """``tiny``, ``light:none`` (a preset with another context) or a peer name (``swinir-light``, ...)."""
+def architecture(name: str) -> dict:
+    """What ``name`` builds: a peer's name, or our preset's settings with the context override applied.
+
+    Saved with each result, so that a result trained before a preset changed is not mistaken for the
+    current preset's.
+    """
     if name in PEER_NAMES:
-        return peer_models(scale)[PEER_NAMES[name]]
+        return {"peer": PEER_NAMES[name]}
     preset, _, context = name.partition(":")
     if preset not in PRESETS:
         raise SystemExit(
@@ -61,7 +65,26 @@ def build(name: str, scale: int) -> nn.Module:
     settings = dict(PRESETS[preset])
     if context:
         settings["context"] = context
+    return settings
+
+
+def build(name: str, scale: int) -> nn.Module:
+    """``tiny``, ``light:none`` (a preset with another context) or a peer name (``swinir-light``, ...)."""
+    settings = architecture(name)
+    if "peer" in settings:
+        return peer_models(scale)[settings["peer"]]
     return SRFormer(scale=scale, **settings)
+
+
+def load_result(path: Path, name: str) -> dict | None:
+    """A saved result of ``name``, or None if there is none or it was trained with another architecture."""
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    if result.get("architecture") != architecture(name):
+        print(f"{name}: {path} was trained with another architecture; training again", flush=True)
+        return None
+    return result
 
 
 def peer_upscaler(model: nn.Module) -> Upscaler:
@@ -129,6 +152,7 @@ def train_and_score(name: str, args: argparse.Namespace) -> dict:
         print(f"  {name}: {set_name} {result.psnr:.2f} dB / {result.ssim:.4f}", flush=True)
     return {
         "model": name,
+        "architecture": architecture(name),
         "steps": args.steps,
         "batch": args.batch,
         "patch": args.patch,
@@ -261,8 +285,9 @@ def main() -> None:
     results: dict[str, dict] = {}
     for name in args.models:
         saved = args.results / budget / f"{name.replace(':', '_')}.json"
-        if saved.is_file() and not args.retrain:
-            results[name] = json.loads(saved.read_text())
+        result = None if args.retrain else load_result(saved, name)
+        if result is not None:
+            results[name] = result
             print(f"{name}: loaded {saved}", flush=True)
             continue
         print(f"{name}: training {args.steps} steps", flush=True)

@@ -26,6 +26,22 @@ def test_preset_context_names_build_the_ablation_variants() -> None:
         equal_budget.build("huge", 4)
 
 
+def test_saved_results_of_another_architecture_are_not_reused(tmp_path: Path) -> None:
+    import json
+
+    saved = tmp_path / "light.json"
+    assert equal_budget.load_result(saved, "light") is None
+    saved.write_text(json.dumps({"model": "light", "architecture": equal_budget.architecture("light")}))
+    assert equal_budget.load_result(saved, "light")["model"] == "light"
+    assert equal_budget.load_result(saved, "light:none") is None  # same file name, other context
+    stale = equal_budget.architecture("light") | {"dim": equal_budget.architecture("light")["dim"] + 8}
+    saved.write_text(json.dumps({"model": "light", "architecture": stale}))
+    assert equal_budget.load_result(saved, "light") is None
+    saved.write_text(json.dumps({"model": "light"}))  # saved before architectures were recorded
+    assert equal_budget.load_result(saved, "light") is None
+    assert equal_budget.architecture("swinir-light") == {"peer": "SwinIR-light"}
+
+
 def test_table_has_scores_costs_and_speed_ratios() -> None:
     scores = {s: {"psnr": 30.0 + i, "ssim": 0.8} for i, s in enumerate(("Set5", "Set14"))}
     results = {

@@ -55,7 +55,7 @@ def test_base_preset_shape(scale):
 
 
 @pytest.mark.parametrize(
-    ("preset", "low", "high"), [("tiny", 0, 250_000), ("light", 700_000, 900_000), ("base", 10e6, 12e6)]
+    ("preset", "low", "high"), [("tiny", 0, 250_000), ("light", 350_000, 450_000), ("base", 10e6, 12e6)]
 )
 def test_preset_parameter_budgets(preset, low, high):
     for scale in (2, 3, 4):

@@ -212,6 +212,35 @@ def test_hparams_are_primitive_and_rebuild_the_model() -> None:
     assert primitive(dict(module.hparams))
 
 
+def test_grown_model_starts_as_its_source_and_x4_reuses_x2(tmp_path: Path) -> None:
+    from srformer.checkpoint import save_weights
+    from srformer.training.run import load_matching_weights
+
+    torch.manual_seed(0)
+    tiny = build_model("tiny", 4).eval()
+    for parameter in tiny.parameters():  # a "trained" model: no zero-initialised tensors left
+        parameter.data.normal_(0.0, 0.05)
+    source = save_weights(tiny, tmp_path / "tiny.safetensors")
+
+    grown = build_model("light", 4)
+    assert grown.config["dim"] == tiny.config["dim"] and len(grown.groups) > len(tiny.groups)
+    fresh = load_matching_weights(grown, str(source))
+    assert fresh and all(name.startswith(("groups.2.", "groups.3.")) for name in fresh)
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.eval()(x), tiny(x), rtol=0, atol=1e-6)
+    # The identity groups still learn: their residual conv gets a gradient.
+    grown.train()
+    F.l1_loss(grown(x), torch.rand(1, 3, 80, 112)).backward()
+    assert grown.groups[3].conv.weight.grad.abs().sum() > 0
+
+    x2 = build_model("tiny", 2)
+    fresh = load_matching_weights(x2, str(source))
+    assert fresh and all(name.startswith("upsampler.") for name in fresh)
+    assert torch.equal(x2.groups[1].conv.weight, tiny.groups[1].conv.weight)
+    assert x2.groups[1].conv.weight.abs().sum() > 0  # the groups it shares are not reset
+
+
 def test_fast_dev_run(tmp_path: Path) -> None:
     module = make_module()
     trainer = make_trainer(tmp_path, max_steps=-1, val_every=1, fast_dev_run=True)

@@ -154,7 +154,8 @@ class SRFormer(nn.Module):
         shallow = self.stem(x)
         Hp, Wp = shallow.shape[-2:]
         shift_mask = self._get_shift_mask(Hp, Wp, x.device)
-        shallow_tokens = to_channels_last(shallow)
+        # Contiguous once here: every LayerNorm downstream would otherwise copy a strided view of it.
+        shallow_tokens = to_channels_last(shallow).contiguous()
         h = shallow_tokens
         for group in self.groups:
             h = group(h, shallow_tokens, shift_mask)

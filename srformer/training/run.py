@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -56,15 +57,26 @@ def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: Path, auto_resume: 
 
 
 def load_matching_weights(net: SRFormer, source: str) -> list[str]:
-    """Initialise ``net`` from another model (e.g. x4 from a trained x2): copy every tensor whose name and
-    shape match; returns the names left at their fresh initialisation (typically the upsampler)."""
+    """Initialise ``net`` from another model: copy every tensor whose name and shape match.
+
+    Used for x4 from a trained x2 (the upsampler stays fresh) and for growing a model deeper (``light`` from
+    ``tiny``: same width, more residual groups; the extra groups start as identities). Returns the names
+    left at their fresh initialisation.
+    """
     source_state = load_model(source).state_dict()
     target_state = net.state_dict()
     matching = {k: v for k, v in source_state.items() if k in target_state and v.shape == target_state[k].shape}
     if not matching:
         raise CheckpointError(f"{source} shares no weights with the {net.config} model")
     net.load_state_dict(matching, strict=False)
-    return sorted(set(target_state) - set(matching))
+    fresh = sorted(set(target_state) - set(matching))
+    # Residual groups the source lacks (a deeper model grown from a shallower one) start as identities, so
+    # the grown model begins exactly where the source ended instead of below it.
+    for index, group in enumerate(net.groups):
+        if all(name in fresh for name in target_state if name.startswith(f"groups.{index}.")):
+            nn.init.zeros_(group.conv.weight)
+            nn.init.zeros_(group.conv.bias)
+    return fresh
 
 
 def _checkpoint_dir(callbacks: list[pl.Callback], output_dir: Path) -> Path:
