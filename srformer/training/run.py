@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
+from torch import nn
 
 from srformer.checkpoint import load_model
 from srformer.errors import CheckpointError, SRFormerError
