@@ -47,8 +47,11 @@ def bicubic_upscaler(lr: Tensor, scale: int) -> Tensor:
     return imresize(lr_uint8, scale=scale).float().div(255.0)
 
 
-def model_upscaler(model: nn.Module) -> Upscaler:
-    """Runs ``model`` on the whole LR image, through ``srformer.inference.upscale_tensor`` when available."""
+def model_upscaler(model: nn.Module, tta: bool = False) -> Upscaler:
+    """Runs ``model`` on the whole LR image, through ``srformer.inference.upscale_tensor`` when available.
+
+    ``tta``: average the 8 flips/rotations (x8 self-ensemble, the "+" rows of EDSR/SwinIR tables).
+    """
     try:
         from srformer.inference import upscale_tensor
     except ImportError:
@@ -57,7 +60,9 @@ def model_upscaler(model: nn.Module) -> Upscaler:
     @torch.no_grad()
     def upscale(lr: Tensor, scale: int) -> Tensor:
         if upscale_tensor is not None:
-            return upscale_tensor(model, lr)
+            return upscale_tensor(model, lr, tta=tta)
+        if tta:
+            raise SRFormerError("--tta needs srformer.inference")
         return model(lr)
 
     return upscale
@@ -95,15 +100,19 @@ def evaluate_folder(
     return Result(dataset_name(folder), scale, float(psnr_metric.compute()), float(ssim_metric.compute()), len(dataset))
 
 
-def _load_upscaler(model_arg: str, scales: list[int] | None, device: torch.device) -> tuple[Upscaler, list[int]]:
+def _load_upscaler(
+    model_arg: str, scales: list[int] | None, device: torch.device, tta: bool = False
+) -> tuple[Upscaler, list[int]]:
     if model_arg == "bicubic":
+        if tta:
+            raise SRFormerError("--tta is for models; bicubic upscaling is the same for every flip and rotation")
         return bicubic_upscaler, scales or [4]
     from srformer.checkpoint import load_model  # the model code loads only when a model is evaluated
 
     model = load_model(model_arg, device=device)
     if scales and any(s != model.scale for s in scales):
         raise CheckpointError(f"{model_arg} is a x{model.scale} model; it cannot be evaluated at x{scales}")
-    return model_upscaler(model), [model.scale]
+    return model_upscaler(model, tta), [model.scale]
 
 
 def format_table(results: list[Result], model: str, space: Space) -> str:
@@ -127,13 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default: ~/.cache/srformer)")
     parser.add_argument("--no-cache", action="store_true", help="use a temporary cache, removed afterwards")
     parser.add_argument("--json", action="store_true", help="one JSON object per dataset and scale on stdout")
+    parser.add_argument("--tta", action="store_true", help="x8 self-ensemble (flips/rotations), 8 times slower")
     args = parser.parse_args(argv)
 
     try:
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if any(s < 1 for s in args.scale or []):
             raise SRFormerError(f"scales must be positive integers, got {args.scale}")
-        upscaler, scales = _load_upscaler(args.model, args.scale, device)
+        upscaler, scales = _load_upscaler(args.model, args.scale, device, args.tta)
         with tempfile.TemporaryDirectory(prefix="srformer-eval-") as tmp:
             cache_root = Path(tmp) if args.no_cache else Path(args.cache_dir or default_cache_dir() / "decoded")
             cache = ImageCache(cache_root)
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if not args.json:
-        print(format_table(results, args.model, args.space))
+        print(format_table(results, args.model + (" (x8 self-ensemble)" if args.tta else ""), args.space))
     return 0
 
 

@@ -89,6 +89,24 @@ def test_model_weights_file(photo_dir: Path, tmp_path: Path, capsys) -> None:
     assert err.startswith("error: ") and "is a x2 model" in err and "Traceback" not in err
 
 
+def test_self_ensemble_scores_the_average_of_eight_transforms(photo_dir: Path, tmp_path: Path, capsys) -> None:
+    from srformer.checkpoint import save_weights
+    from srformer.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny", 2)
+    for parameter in model.upsampler.parameters():  # not the bicubic identity it starts as, not equivariant
+        torch.nn.init.normal_(parameter, std=0.01)
+    weights = save_weights(model, tmp_path / "tiny_x2.safetensors")
+    args = ["--model", str(weights), "--data", str(photo_dir), "--no-cache", "--device", "cpu"]
+    (plain,) = run_json(args, capsys)
+    (ensemble,) = run_json([*args, "--tta"], capsys)
+    assert ensemble["images"] == plain["images"] and abs(ensemble["psnr"] - plain["psnr"]) > 1e-4
+    assert main([*args, "--tta"]) == 0 and "(x8 self-ensemble)" in capsys.readouterr().out
+    assert main(["--model", "bicubic", "--data", str(photo_dir), "--tta", "--no-cache"]) == 2
+    assert "--tta is for models" in capsys.readouterr().err
+
+
 def test_user_errors_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["--model", "bicubic", "--data", str(tmp_path / "missing"), "--no-cache"]) == 2
     err = capsys.readouterr().err
