@@ -39,7 +39,7 @@ from report import write_section  # noqa: E402
 from srformer.data import SRDataModule  # noqa: E402
 from srformer.data.cache import ImageCache, default_cache_dir  # noqa: E402
 from srformer.evaluate import Upscaler, evaluate_folder, model_upscaler  # noqa: E402
-from srformer.models import PRESETS, SRFormer  # noqa: E402
+from srformer.models import PRESETS, SRFormer, build_model  # noqa: E402
 from srformer.profiling import count_flops, count_parameters  # noqa: E402
 from srformer.training.schedules import build_scheduler  # noqa: E402
 
@@ -73,7 +73,8 @@ def build(name: str, scale: int) -> nn.Module:
     settings = architecture(name)
     if "peer" in settings:
         return peer_models(scale)[settings["peer"]]
-    return SRFormer(scale=scale, **settings)
+    preset, _, context = name.partition(":")
+    return build_model(preset, scale, context or None)
 
 
 def load_result(path: Path, name: str) -> dict | None:

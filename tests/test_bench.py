@@ -21,7 +21,8 @@ def test_preset_context_names_build_the_ablation_variants() -> None:
         model = equal_budget.build(f"tiny:{context}", 2)
         assert model.config["context"] == context and model.scale == 2
     assert equal_budget.display_name("light:none") == "srformer light (MHSA only)"
-    assert equal_budget.display_name("light") == "srformer light (MHSA + MHCA, overlap)"
+    assert equal_budget.display_name("light") == "srformer light (MHSA only)"
+    assert equal_budget.display_name("tiny") == "srformer tiny (MHSA + MHCA, overlap)"
     with pytest.raises(SystemExit, match="unknown model 'huge'"):
         equal_budget.build("huge", 4)
 
@@ -33,7 +34,7 @@ def test_saved_results_of_another_architecture_are_not_reused(tmp_path: Path) ->
     assert equal_budget.load_result(saved, "light") is None
     saved.write_text(json.dumps({"model": "light", "architecture": equal_budget.architecture("light")}))
     assert equal_budget.load_result(saved, "light")["model"] == "light"
-    assert equal_budget.load_result(saved, "light:none") is None  # same file name, other context
+    assert equal_budget.load_result(saved, "light:overlap") is None  # another context
     stale = equal_budget.architecture("light") | {"dim": equal_budget.architecture("light")["dim"] + 8}
     saved.write_text(json.dumps({"model": "light", "architecture": stale}))
     assert equal_budget.load_result(saved, "light") is None

@@ -55,12 +55,24 @@ def test_base_preset_shape(scale):
 
 
 @pytest.mark.parametrize(
-    ("preset", "low", "high"), [("tiny", 0, 250_000), ("light", 350_000, 450_000), ("base", 10e6, 12e6)]
+    ("preset", "low", "high"), [("tiny", 0, 250_000), ("light", 280_000, 360_000), ("base", 10e6, 12e6)]
 )
 def test_preset_parameter_budgets(preset, low, high):
     for scale in (2, 3, 4):
         n = sum(p.numel() for p in build_model(preset, scale).parameters())
         assert low <= n <= high, (preset, scale, n)
+
+
+def test_preset_context_can_be_replaced():
+    light = build_model("light", 4)
+    assert light.config["context"] == "none" and all(group.cross is None for group in light.groups)
+    grown = build_model("light", 4, context="overlap")
+    assert all(group.cross is not None for group in grown.groups)
+    assert {k: v for k, v in grown.config.items() if k != "context"} == {
+        k: v for k, v in light.config.items() if k != "context"
+    }
+    with pytest.raises(ValueError, match="context"):
+        build_model("tiny", 4, context="global")
 
 
 def test_unknown_preset_and_scale_are_rejected():
