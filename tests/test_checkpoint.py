@@ -102,7 +102,10 @@ def test_mismatched_weights_name_what_differs(tmp_path: Path) -> None:
     assert "preset 'tiny' at x4" in message and "look like preset 'tiny' at x2" in message
     assert "upsampler.0.weight (12, 48, 3, 3) vs (48, 48, 3, 3) expected" in message
     shutil.copy(tmp_path / "x4.json", tmp_path / "light.json")  # light weights described as tiny
-    with pytest.raises(CheckpointError, match=r"look like preset 'light' at x4; 36 missing \(groups\.0\.cross\..*60 unexpected \(groups\.2\."):
+    with pytest.raises(
+        CheckpointError,
+        match=r"look like preset 'light' at x4; 36 missing \(groups\.0\.cross\..*60 unexpected \(groups\.2\.",
+    ):
         load_model(tmp_path / "light.safetensors")
     with pytest.raises(CheckpointError, match="is a x4 model, but x2 was asked for"):
         load_model(tmp_path / "x4.safetensors", scale=2)
