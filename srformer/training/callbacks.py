@@ -78,8 +78,9 @@ class ExportBestWeights(pl.Callback):
         metrics = {
             name: round(float(value), 6) for name, value in trainer.callback_metrics.items() if name.startswith("val/")
         }
+        # No "preset" here: save_weights names the preset the architecture matches, which stays right when a
+        # config replaced a setting of the preset it started from (model.context=...).
         meta = {
-            "preset": pl_module.hparams.preset,
             "data": self.training_data,
             "steps": trainer.global_step,
             "epoch": trainer.current_epoch,
