@@ -235,7 +235,7 @@ def plot(results: dict[str, dict], speed: dict[str, dict], scale: int, sets: lis
             ours = name not in PEER_NAMES
             x, y = speed[name]["mpix_per_s"], result["scores"][set_name]["psnr"]
             axis.scatter(x, y, s=60, marker="o" if ours else "s", color="tab:blue" if ours else "tab:gray")
-            label = display_name(name).replace("srformer ", "").replace(" (MHSA + MHCA, overlap)", "")
+            label = display_name(name) if not ours else name  # the preset, or preset:context
             offset, align = ((0, 7), "center") if ours else ((8, -3), "left")
             axis.annotate(label, (x, y), textcoords="offset points", xytext=offset, ha=align, fontsize=8)
         axis.set_xscale("log")
