@@ -39,7 +39,7 @@ from report import write_section  # noqa: E402
 from srformer.data import SRDataModule  # noqa: E402
 from srformer.data.cache import ImageCache, default_cache_dir  # noqa: E402
 from srformer.evaluate import Upscaler, evaluate_folder, model_upscaler  # noqa: E402
-from srformer.models import PRESETS, SRFormer, build_model  # noqa: E402
+from srformer.models import PRESETS, SRFormer, preset_settings  # noqa: E402
 from srformer.profiling import count_flops, count_parameters  # noqa: E402
 from srformer.training.schedules import build_scheduler  # noqa: E402
 
@@ -62,10 +62,7 @@ def architecture(name: str) -> dict:
         raise SystemExit(
             f"error: unknown model {name!r}; use a preset ({', '.join(PRESETS)}), preset:context or a peer"
         )
-    settings = dict(PRESETS[preset])
-    if context:
-        settings["context"] = context
-    return settings
+    return preset_settings(preset, context or None)
 
 
 def build(name: str, scale: int) -> nn.Module:
@@ -73,8 +70,7 @@ def build(name: str, scale: int) -> nn.Module:
     settings = architecture(name)
     if "peer" in settings:
         return peer_models(scale)[settings["peer"]]
-    preset, _, context = name.partition(":")
-    return build_model(preset, scale, context or None)
+    return SRFormer(scale=scale, **settings)
 
 
 def load_result(path: Path, name: str) -> dict | None:

@@ -48,22 +48,15 @@ def bicubic_upscaler(lr: Tensor, scale: int) -> Tensor:
 
 
 def model_upscaler(model: nn.Module, tta: bool = False) -> Upscaler:
-    """Runs ``model`` on the whole LR image, through ``srformer.inference.upscale_tensor`` when available.
+    """Runs ``model`` on the whole LR image through ``srformer.inference.upscale_tensor`` (no tiles).
 
     ``tta``: average the 8 flips/rotations (x8 self-ensemble, the "+" rows of EDSR/SwinIR tables).
     """
-    try:
-        from srformer.inference import upscale_tensor
-    except ImportError:
-        upscale_tensor = None
+    from srformer.inference import upscale_tensor  # the inference code loads only when a model is evaluated
 
     @torch.no_grad()
     def upscale(lr: Tensor, scale: int) -> Tensor:
-        if upscale_tensor is not None:
-            return upscale_tensor(model, lr, tta=tta)
-        if tta:
-            raise SRFormerError("--tta needs srformer.inference")
-        return model(lr)
+        return upscale_tensor(model, lr, tta=tta)
 
     return upscale
 

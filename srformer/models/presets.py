@@ -7,7 +7,7 @@ from typing import Any
 from srformer.models.blocks import ContextKind
 from srformer.models.network import SRFormer
 
-#: Architecture settings of each preset (everything but the scale). ``build_model`` is the only consumer.
+#: Architecture settings of each preset (everything but the scale).
 PRESETS: dict[str, dict[str, Any]] = {
     # ~0.2M parameters: trains on a laptop CPU.
     "tiny": {
@@ -53,15 +53,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def preset_settings(preset: str, context: ContextKind | None = None) -> dict[str, Any]:
+    """The constructor settings of a preset (all but the scale), its context replaced unless ``context`` is None."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    settings = dict(PRESETS[preset])
+    if context is not None:
+        settings["context"] = context
+    return settings
+
+
 def build_model(preset: str, scale: int, context: ContextKind | None = None) -> SRFormer:
     """Build a freshly initialised model of a named size for a scale (2, 3 or 4).
 
     ``context`` replaces the preset's cross-attention context (``"none"``, ``"overlap"``, ``"shallow"``);
     ``None`` keeps the preset's own.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    settings = dict(PRESETS[preset])
-    if context is not None:
-        settings["context"] = context
-    return SRFormer(scale=scale, **settings)
+    return SRFormer(scale=scale, **preset_settings(preset, context))

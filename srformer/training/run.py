@@ -69,14 +69,14 @@ def load_matching_weights(net: SRFormer, source: str) -> list[str]:
     if not matching:
         raise CheckpointError(f"{source} shares no weights with the {net.config} model")
     net.load_state_dict(matching, strict=False)
-    fresh = sorted(set(target_state) - set(matching))
+    fresh = set(target_state) - set(matching)
     # Residual groups the source lacks (a deeper model grown from a shallower one) start as identities, so
     # the grown model begins exactly where the source ended instead of below it.
     for index, group in enumerate(net.groups):
         if all(name in fresh for name in target_state if name.startswith(f"groups.{index}.")):
             nn.init.zeros_(group.conv.weight)
             nn.init.zeros_(group.conv.bias)
-    return fresh
+    return sorted(fresh)
 
 
 def _checkpoint_dir(callbacks: list[pl.Callback], output_dir: Path) -> Path:
