@@ -1,7 +1,7 @@
 """How much a trained model relies on its cross-attention: score it as trained, with the cross-attention's
 keys/values switched to the other context, and with the cross-attention's output zeroed (its MLP kept).
 
-    python bench/cross_attention_probe.py --model assets/srformer_x4.safetensors --data ../shared/data/benchmark/Set5
+    python bench/cross_attention_probe.py --model srformer/weights/srformer_x4.safetensors --data ../shared/data/benchmark/Set5
 
 This probes one trained model; it is not an ablation (the model never trained without the part removed).
 """
@@ -28,7 +28,7 @@ class NoAttention(nn.Module):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="assets/srformer_x4.safetensors")
+    parser.add_argument("--model", default="srformer/weights/srformer_x4.safetensors")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/benchmark/Set5"))
     args = parser.parse_args()
 

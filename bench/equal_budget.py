@@ -4,11 +4,15 @@ score them on the benchmark sets and time them, all in one run.
     python bench/equal_budget.py --models tiny light swinir-light srformer-light --steps 600
     python bench/equal_budget.py --models tiny tiny:none tiny:shallow --steps 1000 --title "Ablation: context"
 
-Every model gets the same training loop: BSD400 patches from ``SRDataModule`` (same seed, so the same
-patches in the same order), L1 loss, Adam (0.9, 0.99), linear warmup then cosine decay to zero, fp32, on the
+Every model gets the same training loop: BSD400 patches from ``SRDataModule`` through :class:`PatchStream`
+(batch ``k`` depends only on the seed and ``k``, so every model sees the same patches in the same order), L1 loss, Adam (0.9, 0.99), linear warmup then cosine decay to zero, fp32, on the
 CPU with ``--threads`` threads. ``preset:context`` builds one of our presets with another context
 (``none`` = MHSA only, ``overlap``, ``shallow``). Peers come from ``spandrel`` / ``spandrel-extra-arches``
-(dev extras) with their published light configurations, randomly initialised.
+(dev extras) with their published light configurations, randomly initialised; ``swinir-light+skip`` wraps a
+peer in our bicubic skip (``bench/peers.py``).
+
+The data stream, the training step and the scoring are shared with ``bench/equal_time.py`` (equal CPU time
+instead of equal steps) and ``bench/gpu_check.py``.
 
 Each trained model's scores are saved in ``--results`` (one JSON per model), so an interrupted comparison
 resumes where it stopped; ``--retrain`` discards them. Throughput (output megapixels per second on one
@@ -21,56 +25,162 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import math
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_cost import peer_models  # noqa: E402
+from peers import architecture, build, display_name, is_ours, upscaler  # noqa: E402
 from report import write_section  # noqa: E402
 
 from srformer.data import SRDataModule  # noqa: E402
 from srformer.data.cache import ImageCache, default_cache_dir  # noqa: E402
-from srformer.evaluate import Upscaler, evaluate_folder, model_upscaler  # noqa: E402
-from srformer.models import PRESETS, SRFormer, preset_settings  # noqa: E402
+from srformer.data.datasets import PatchDataset  # noqa: E402
+from srformer.evaluate import evaluate_folder  # noqa: E402
 from srformer.profiling import count_flops, count_parameters  # noqa: E402
 from srformer.training.schedules import build_scheduler  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-PEER_NAMES = {"swinir-light": "SwinIR-light", "srformer-light": "SRFormer-light (paper)", "hat-s": "HAT-S"}
 TEST_SETS = ("Set5", "Set14", "B100")
 
 
-def architecture(name: str) -> dict:
-    """What ``name`` builds: a peer's name, or our preset's settings with the context override applied.
+def cache_root(cache_dir: str | Path | None) -> Path:
+    """The decoded-image cache that ``SRDataModule(cache_dir=...)`` uses, for training and scoring alike."""
+    return Path(cache_dir) if cache_dir else default_cache_dir() / "decoded"
 
-    Saved with each result, so that a result trained before a preset changed is not mistaken for the
-    current preset's.
+
+class PatchStream:
+    """Training batch ``k`` as a function of ``(seed, k)`` alone: the same patches in the same order for
+    every model, whatever the model does with torch's random generator (SwinIR's stochastic depth draws
+    from it), in one process or in DataLoader workers, and from any ``k`` on when a run resumes.
+
+    Epoch ``e`` visits the patch indices in a permutation seeded by ``(seed, e)``; the crops and flips of
+    batch ``k`` are drawn under ``torch.manual_seed`` of ``(seed, k)`` in a forked generator (the caller's
+    generator is left as it was). Item ``k`` is a whole batch: use ``DataLoader(stream, batch_size=None)``.
     """
-    if name in PEER_NAMES:
-        return {"peer": PEER_NAMES[name]}
-    preset, _, context = name.partition(":")
-    if preset not in PRESETS:
-        raise SystemExit(
-            f"error: unknown model {name!r}; use a preset ({', '.join(PRESETS)}), preset:context or a peer"
+
+    def __init__(self, dataset: PatchDataset, batch_size: int, seed: int) -> None:
+        if len(dataset) < batch_size:
+            raise ValueError(f"{len(dataset)} patches per epoch are fewer than one batch of {batch_size}")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.seed = seed
+        self.batches_per_epoch = len(dataset) // batch_size
+        self._order: tuple[int, list[int]] = (-1, [])
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def indices(self, k: int) -> list[int]:
+        epoch, position = divmod(k, self.batches_per_epoch)
+        if self._order[0] != epoch:
+            generator = torch.Generator().manual_seed(_mix(self.seed, 0, epoch))
+            self._order = (epoch, torch.randperm(len(self.dataset), generator=generator).tolist())
+        return self._order[1][position * self.batch_size : (position + 1) * self.batch_size]
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_mix(self.seed, 1, k))
+            return self.dataset.__getitems__(self.indices(k))
+
+    def batches(self, start: int = 0, workers: int = 0, pin_memory: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches ``start, start + 1, ...`` (in ``workers`` DataLoader processes when > 0)."""
+        if workers == 0:
+            return (self[k] for k in itertools.count(start))
+        loader = torch.utils.data.DataLoader(
+            self,
+            batch_size=None,
+            sampler=range(start, 2**62),
+            num_workers=workers,
+            pin_memory=pin_memory,
+            prefetch_factor=4,
         )
-    return preset_settings(preset, context or None)
+        return iter(loader)
 
 
-def build(name: str, scale: int) -> nn.Module:
-    """``tiny``, ``light:none`` (a preset with another context) or a peer name (``swinir-light``, ...)."""
-    settings = architecture(name)
-    if "peer" in settings:
-        return peer_models(scale)[settings["peer"]]
-    return SRFormer(scale=scale, **settings)
+def _mix(*values: int) -> int:
+    """A 32-bit seed from several integers (torch's CPU generator keeps only 32 bits of a seed)."""
+    return int(np.random.SeedSequence(list(values)).generate_state(1)[0])
+
+
+def patch_stream(
+    data: Path, scale: int, patch: int, batch: int, seed: int, cache_dir: str | Path | None
+) -> PatchStream:
+    """BSD400 patches (``data/train/BSD400``, decoded once into the cache) as a :class:`PatchStream`."""
+    module = SRDataModule(
+        train_dirs=[str(data / "train" / "BSD400")],
+        scale=scale,
+        patch_size=patch,
+        batch_size=batch,
+        patches_per_image=64,
+        num_workers=0,
+        cache_dir=str(cache_root(cache_dir)),
+    )
+    module.prepare_data()
+    module.setup("fit")
+    assert module.train_set is not None
+    return PatchStream(module.train_set, batch, seed)
+
+
+def train_step(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> float:
+    """One L1 step (under autocast to ``amp_dtype`` if given); returns the loss, raising on NaN/inf."""
+    device = device or torch.device("cpu")
+    lr, hr = batch["lr"].to(device, non_blocking=True), batch["hr"].to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+        sr = model(lr)
+    loss = F.l1_loss(sr.float(), hr)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    value = loss.item()
+    if not math.isfinite(value):
+        raise SystemExit(f"error: training diverged (loss {value})")
+    return value
+
+
+def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """The optimizer every benchmark model gets: Adam (0.9, 0.99), as in train.py's configs."""
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
+
+
+def score(
+    model: nn.Module,
+    data: Path,
+    sets: list[str],
+    scale: int,
+    cache_dir: str | Path | None,
+    device: torch.device | None = None,
+) -> dict[str, dict[str, float]]:
+    """Y-PSNR/SSIM of ``model`` (in eval mode, fp32) on ``data/benchmark/<set>`` for each set."""
+    was_training = model.training
+    model.eval()
+    cache = ImageCache(cache_root(cache_dir))
+    scores = {}
+    for set_name in sets:
+        result = evaluate_folder(
+            upscaler(model), data / "benchmark" / set_name, scale, cache, device or torch.device("cpu")
+        )
+        scores[set_name] = {"psnr": result.psnr, "ssim": result.ssim}
+    model.train(was_training)
+    return scores
 
 
 def load_result(path: Path, name: str) -> dict | None:
@@ -84,69 +194,29 @@ def load_result(path: Path, name: str) -> dict | None:
     return result
 
 
-def peer_upscaler(model: nn.Module) -> Upscaler:
-    """Spandrel's SwinIR/SRFormer/HAT pad the input to their window size themselves."""
-
-    @torch.no_grad()
-    def upscale(lr: torch.Tensor, scale: int) -> torch.Tensor:
-        return model(lr).clamp(0.0, 1.0)
-
-    return upscale
-
-
 def train_and_score(name: str, args: argparse.Namespace) -> dict:
     """Train ``name`` for ``args.steps`` steps and score it on the test sets."""
     torch.manual_seed(args.seed)
     model = build(name, args.scale)
-    data = SRDataModule(
-        train_dirs=[str(args.data / "train" / "BSD400")],
-        scale=args.scale,
-        patch_size=args.patch,
-        batch_size=args.batch,
-        patches_per_image=64,
-        num_workers=0,
-        cache_dir=args.cache_dir,
-    )
-    data.prepare_data()
-    data.setup("fit")
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    stream = patch_stream(args.data, args.scale, args.patch, args.batch, args.seed, args.cache_dir)
+    optimizer = make_optimizer(model, args.lr)
     scheduler = build_scheduler(optimizer, "cosine", total_steps=args.steps, warmup_steps=args.warmup)
-    # Same patches in the same order for every model: the loader draws from torch's RNG, which training
-    # itself does not use (no dropout), so reseeding after the model is built aligns them.
-    torch.manual_seed(args.seed)
-    batches = iter(data.train_dataloader())
+    batches = stream.batches()
     model.train()
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(args.steps):
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(data.train_dataloader())
-            batch = next(batches)
-        loss = nn.functional.l1_loss(model(batch["lr"]), batch["hr"])
-        value = loss.item()
-        if not math.isfinite(value):
-            raise SystemExit(f"error: {name} diverged (loss {value}) at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        losses.append(train_step(model, next(batches), optimizer))
         scheduler.step()
-        losses.append(value)
         if (step + 1) % args.log_every == 0:
             rate = (time.perf_counter() - start) / (step + 1)
             recent = statistics.fmean(losses[-args.log_every :])
             print(f"  {name}: step {step + 1}/{args.steps}  loss {recent:.4f}  {rate:.2f} s/step", flush=True)
     train_seconds = time.perf_counter() - start
 
-    model.eval()
-    upscaler = model_upscaler(model) if isinstance(model, SRFormer) else peer_upscaler(model)
-    cache = ImageCache(args.cache_dir or default_cache_dir())
-    scores = {}
-    for set_name in args.sets:
-        result = evaluate_folder(upscaler, args.data / "benchmark" / set_name, args.scale, cache, torch.device("cpu"))
-        scores[set_name] = {"psnr": result.psnr, "ssim": result.ssim}
-        print(f"  {name}: {set_name} {result.psnr:.2f} dB / {result.ssim:.4f}", flush=True)
+    scores = score(model, args.data, args.sets, args.scale, args.cache_dir)
+    for set_name, value in scores.items():
+        print(f"  {name}: {set_name} {value['psnr']:.2f} dB / {value['ssim']:.4f}", flush=True)
     return {
         "model": name,
         "architecture": architecture(name),
@@ -185,14 +255,6 @@ def measure_speed(names: list[str], args: argparse.Namespace) -> dict[str, dict]
     }
 
 
-def display_name(name: str) -> str:
-    if name in PEER_NAMES:
-        return PEER_NAMES[name].replace(" (paper)", "")
-    preset, _, context = name.partition(":")
-    context = context or PRESETS[preset]["context"]
-    return f"srformer {preset} ({'MHSA only' if context == 'none' else f'MHSA + MHCA, {context}'})"
-
-
 def make_table(results: dict[str, dict], speed: dict[str, dict], sets: list[str], reference: str | None) -> str:
     header = "| model | params | FLOPs/px | Mpx/s | " + " | ".join(f"{s} PSNR / SSIM" for s in sets)
     header += " | train s/step |"
@@ -228,7 +290,7 @@ def plot(results: dict[str, dict], speed: dict[str, dict], scale: int, sets: lis
     fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4.2), constrained_layout=True, squeeze=False)
     for axis, set_name in zip(axes[0], shown, strict=True):
         for name, result in results.items():
-            ours = name not in PEER_NAMES
+            ours = is_ours(name)
             x, y = speed[name]["mpix_per_s"], result["scores"][set_name]["psnr"]
             axis.scatter(x, y, s=60, marker="o" if ours else "s", color="tab:blue" if ours else "tab:gray")
             label = display_name(name) if not ours else name  # the preset, or preset:context

@@ -89,7 +89,9 @@ def throughput(model: torch.nn.Module, lr: torch.Tensor, tile: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=None, help="default: assets/ model, else a random 'light' x4")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="default: srformer/weights/ model, else a random 'light' x4"
+    )
     parser.add_argument("--width", type=int, default=960)
     parser.add_argument("--height", type=int, default=540)
     parser.add_argument("--no-untiled", action="store_true", help="skip the (slow, memory-hungry) untiled run")
@@ -101,11 +103,11 @@ def main() -> None:
         if args.model is not None:
             model_path, model_name = args.model, args.model.name
         elif DEFAULT_MODEL.is_file():
-            model_path, model_name = DEFAULT_MODEL, f"assets/{DEFAULT_MODEL.name}"
+            model_path, model_name = DEFAULT_MODEL, f"srformer/weights/{DEFAULT_MODEL.name}"
         else:
             torch.manual_seed(0)
             model_path = save_weights(build_model("light", 4), tmp_dir / "light_x4.safetensors")
-            model_name = "random 'light' x4 (no shipped model in assets/ yet)"
+            model_name = "random 'light' x4 (no shipped model in srformer/weights/ yet)"
         model = load_model(model_path)
         image = make_input(tmp_dir / "input.png", args.width, args.height)
         rows = []

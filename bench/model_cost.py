@@ -5,7 +5,8 @@
 
 Peers (SwinIR-light, SRFormer-light, HAT-S) are built with random weights from the ``spandrel`` and
 ``spandrel-extra-arches`` packages (dev extras); speed does not depend on the weights. Throughput is output
-megapixels per second at x4 for one ``size x size`` input, with all cores, median of ``--repeats`` runs.
+megapixels per second at x4 for one ``size x size`` input on ``--threads`` CPU threads, median of ``--repeats``
+runs, the models taking turns in each round so that a change in the machine's load touches them all alike.
 "Matmul %" is the model's FLOP rate as a share of a large fp32 matrix multiply's rate measured in the same run.
 """
 
@@ -55,28 +56,46 @@ def peer_models(scale: int) -> dict[str, nn.Module]:
     }  # fmt: skip
 
 
-def measure(name: str, model: nn.Module, x: torch.Tensor, scale: int, repeats: int) -> dict:
-    model.eval()
+def measure(models: dict[str, nn.Module], x: torch.Tensor, scale: int, repeats: int) -> tuple[list[dict], float]:
+    """Cost rows of ``models`` and the large-matmul FLOP rate, timed in ``repeats`` rounds of one call each.
+
+    Taking turns spreads a change in the machine's load over every model instead of one; each model's time
+    is its median over the rounds, the matmul rate the best round's (its practical peak).
+    """
+    seconds: dict[str, list[float]] = {name: [] for name in models}
+    peaks = []
     with torch.inference_mode():
-        seconds = seconds_per_call(lambda: model(x), repeats=repeats)
-    flops = count_flops(model, x)
+        for model in models.values():
+            model.eval()(x)  # warm-up
+        for _ in range(repeats):
+            peaks.append(matmul_flop_rate(repeats=1))
+            for name, model in models.items():
+                seconds[name].append(seconds_per_call(lambda model=model: model(x), repeats=1, warmup=0))
     out_pixels = x.shape[-2] * x.shape[-1] * scale**2
-    return {
-        "model": name,
-        "params": count_parameters(model),
-        "flops_per_px": flops / out_pixels,
-        "mpix_per_s": out_pixels / seconds / 1e6,
-        "flop_rate": flops / seconds,
-    }
+    rows = []
+    for name, model in models.items():
+        median = sorted(seconds[name])[len(seconds[name]) // 2]
+        flops = count_flops(model, x)
+        rows.append(
+            {
+                "model": name,
+                "params": count_parameters(model),
+                "flops_per_px": flops / out_pixels,
+                "mpix_per_s": out_pixels / median / 1e6,
+                "flop_rate": flops / median,
+            }
+        )
+    return rows, max(peaks)
 
 
 # Where a forward pass spends its time, by kind of operator (for --profile).
 OP_KINDS = {
-    "attention kernel": ("scaled_dot_product",),
-    "matmul (linear)": ("addmm", "aten::mm", "bmm"),
+    "attention kernel (QK^T, softmax, AV)": ("scaled_dot_product",),
+    "matmul (linear layers)": ("addmm", "aten::mm", "bmm"),
     "convolution": ("convolution",),
-    "copies (window partition/merge, roll)": ("copy_", "aten::cat", "clone", "contiguous"),
-    "elementwise (add, GELU, LayerNorm, pad)": ("aten::add", "gelu", "layer_norm", "pad", "aten::mul"),
+    "LayerNorm": ("layer_norm",),
+    "copies (windows, shifts, gathers, padding)": ("copy_", "aten::cat", "clone", "contiguous", "index", "roll", "pad"),
+    "element-wise (residual adds, GELU)": ("aten::add", "gelu", "aten::mul", "aten::sub", "where"),
 }
 
 
@@ -104,20 +123,20 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="input side in pixels")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--presets", nargs="+", default=["tiny", "light", "base"])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small", "light", "base"])
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--no-peers", action="store_true", help="skip the spandrel peers")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/BENCHMARKS.md")
     parser.add_argument("--profile", action="store_true", help="also break down srformer-light's time by operator kind")
     args = parser.parse_args()
 
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.rand(1, 3, args.size, args.size)
-    peak = matmul_flop_rate()
-    rows = [measure(f"srformer-{p}", build_model(p, args.scale), x, args.scale, args.repeats) for p in args.presets]
+    models = {f"srformer-{p}": build_model(p, args.scale) for p in args.presets}
     if not args.no_peers:
-        rows += [measure(n, m, x, args.scale, args.repeats) for n, m in peer_models(args.scale).items()]
-    peak_after = matmul_flop_rate()  # measured again: the rate can drift while the models run
-    peak = max(peak, peak_after)
+        models.update(peer_models(args.scale))
+    rows, peak = measure(models, x, args.scale, args.repeats)
 
     reference = next((r for r in rows if r["model"] == "SwinIR-light"), None)
     lines = [

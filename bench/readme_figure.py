@@ -1,6 +1,6 @@
 """The README figure: crops of LR (nearest) | bicubic | srformer | HR on photos that ship with scikit-image.
 
-    python bench/readme_figure.py --model assets/srformer_x4.safetensors -o assets/figure_x4.png
+    python bench/readme_figure.py --model srformer/weights/srformer_x4.safetensors -o assets/figure_x4.png
 
 The photos (scikit-image's ``chelsea`` and ``camera``, public domain / CC0) are in neither BSD400 nor the
 benchmark sets. LR is the MATLAB bicubic downscale; each crop is the most detailed square of the image, with
@@ -26,7 +26,7 @@ from srformer.inference import upscale_tensor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="assets/srformer_x4.safetensors")
+    parser.add_argument("--model", default="srformer/weights/srformer_x4.safetensors")
     parser.add_argument("-o", "--output", type=Path, default=Path("assets/figure_x4.png"))
     parser.add_argument("--crop", type=int, default=96, help="HR crop side in pixels")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Tiled against untiled upscaling on a benchmark set, with the classical protocol (issue: no seams, <= 0.01 dB).
 
-python bench/tiling_check.py --model assets/srformer_x4.safetensors --data ../shared/data/benchmark/B100 --tile 64
+python bench/tiling_check.py --model srformer/weights/srformer_x4.safetensors --data ../shared/data/benchmark/B100 --tile 64
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from srformer.metrics import psnr_y
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="assets/srformer_x4.safetensors")
+    parser.add_argument("--model", default="srformer/weights/srformer_x4.safetensors")
     parser.add_argument("--data", default="../shared/data/benchmark/B100")
     parser.add_argument("--tile", type=int, default=64, help="LR tile side (small tiles stress the blending)")
     parser.add_argument("--limit", type=int, default=None, help="first N images only")

@@ -6,6 +6,8 @@ SR clamped and rounded, Y-channel PSNR/SSIM with ``scale`` border pixels). Print
 per dataset, parameters, FLOPs per output pixel and CPU/GPU throughput; writes one PNG grid of crops per image
 (bicubic | model 1 | ... | HR; the crop is the image's most textured region, where methods differ most);
 logs one wandb run (offline unless ``--wandb-mode online``) with the metrics and crops in a ``wandb.Table``.
+``--degradation D1|jpeg30|noise10`` makes the LR with that fixed benchmark degradation instead of bicubic,
+as ``srformer.evaluate`` does.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
 from srformer.checkpoint import load_model, resolve_model_path
+from srformer.data.benchmark_degradations import BICUBIC as BICUBIC_LR
+from srformer.data.benchmark_degradations import check_degradation, degradation_names
 from srformer.data.cache import ImageCache, default_cache_dir
-from srformer.data.datasets import EvalDataset, find_pairs
 from srformer.errors import SRFormerError, exit_on_user_error
-from srformer.evaluate import bicubic_upscaler, dataset_name
+from srformer.evaluate import benchmark_dataset, bicubic_upscaler, dataset_name
 from srformer.inference import upscale_tensor
 from srformer.metrics import psnr_y, ssim_y
 from srformer.profiling import count_parameters, flops_per_output_pixel, seconds_per_call
@@ -128,13 +131,14 @@ def evaluate(
     cache: ImageCache,
     device: torch.device,
     crop_size: int,
+    degradation: str = BICUBIC_LR,
 ) -> list[ImageRow]:
-    """Score every method on every image of every folder; returns per-image crops and scores."""
+    """Score every method on every image of every folder (LR made by ``degradation``); returns per-image
+    crops and scores."""
     rows: list[ImageRow] = []
     for folder in folders:
         dataset = dataset_name(folder)
-        items = cache.prepare_all(find_pairs(folder, scale), scale, what=str(folder))
-        images = EvalDataset(items, scale)
+        images = benchmark_dataset(folder, scale, cache, degradation)
         for method in methods:
             method.psnr[dataset], method.ssim[dataset] = [], []
         for index in range(len(images)):
@@ -239,7 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--wandb-project", default="srformer-compare")
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default: ~/.cache/srformer)")
     parser.add_argument("--no-cache", action="store_true", help="use a temporary cache, removed afterwards")
+    parser.add_argument(
+        "--degradation",
+        default=BICUBIC_LR,
+        help=f"how the LR is made from the HR: {', '.join(degradation_names())} (default: bicubic)",
+    )
     args = parser.parse_args(argv)
+    check_degradation(args.degradation)
     if args.scale < 1:
         raise SRFormerError(f"--scale must be a positive integer, got {args.scale}")
     for folder in args.data:
@@ -249,16 +259,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     methods = build_methods(args.models, args.scale, device, args.tile or None, args.cost_size, args.repeats)
     with tempfile.TemporaryDirectory(prefix="srformer-compare-") as tmp:
         cache = ImageCache(Path(tmp) if args.no_cache else Path(args.cache_dir or default_cache_dir() / "decoded"))
-        rows = evaluate(methods, args.data, args.scale, cache, device, args.crop)
+        rows = evaluate(methods, args.data, args.scale, cache, device, args.crop, args.degradation)
     datasets = list(dict.fromkeys(row.dataset for row in rows))
     table = markdown_table(methods, datasets, args.scale, device)
-    print(table)
+    print(f"LR: {args.degradation}\n{table}")
     names = [m.name for m in methods]
     for row in rows:
         path = args.output / "grids" / row.dataset / f"{Path(row.name).stem}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         grid_image(row, names).save(path)
-    config = {"models": args.models, "data": [str(d) for d in args.data], "scale": args.scale, "table": table}
+    config = {
+        "models": args.models,
+        "data": [str(d) for d in args.data],
+        "scale": args.scale,
+        "degradation": args.degradation,
+        "table": table,
+    }
     run_dir = log_wandb(rows, methods, datasets, config, args.wandb_mode, args.wandb_project, args.output)
     print(f"\ngrids: {args.output / 'grids'}" + (f"; wandb run: {run_dir}" if run_dir else ""), file=sys.stderr)
     return 0

@@ -2,11 +2,15 @@
 
     python -m srformer.evaluate --model bicubic --data ../shared/data/benchmark/Set5 --scale 2 3 4
     python -m srformer.evaluate --model logs/.../checkpoints/best.safetensors --data DIR [DIR ...] --json
+    python -m srformer.evaluate --model srformer/weights/srformer_x4.safetensors --data DIR --degradation D1 --lpips
 
 For every folder and scale: HR cropped to a multiple of the scale, LR made with the MATLAB bicubic
 downscale (or read from the folder's ``LR_bicubic/X{s}``), SR clamped and rounded to uint8, PSNR/SSIM on Y
-with ``scale`` border pixels (``--space rgb`` for RGB). Prints a table, or with ``--json`` one JSON object
-per dataset and scale: ``{"dataset", "scale", "psnr", "ssim", "images"}``.
+with ``scale`` border pixels (``--space rgb`` for RGB). ``--degradation D1|jpeg30|noise10`` makes the LR
+with a fixed, seeded degradation of the HR instead (:mod:`srformer.data.benchmark_degradations`; cached
+like the bicubic LR). ``--lpips`` adds LPIPS (AlexNet, torchmetrics) when its backbone weights are on the
+machine. Prints a table, or with ``--json`` one JSON object per dataset and scale:
+``{"dataset", "scale", "psnr", "ssim", "images", "degradation"}`` (and ``"lpips"`` when measured).
 """
 
 from __future__ import annotations
@@ -22,11 +26,17 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from srformer.data.benchmark_degradations import (
+    BICUBIC,
+    check_degradation,
+    degradation_names,
+    prepare_all_degraded,
+)
 from srformer.data.cache import ImageCache, default_cache_dir
 from srformer.data.datasets import EvalDataset, find_pairs
 from srformer.errors import CheckpointError, SRFormerError
 from srformer.imresize import imresize
-from srformer.metrics import PSNRY, SSIMY, Space
+from srformer.metrics import PSNRY, SSIMY, Space, to_uint8_levels
 
 Upscaler = Callable[[Tensor, int], Tensor]
 """(1, 3, h, w) float in [0, 1], scale -> (1, 3, h*s, w*s) float (clamped and rounded afterwards)."""
@@ -39,6 +49,8 @@ class Result:
     psnr: float
     ssim: float
     images: int
+    degradation: str = BICUBIC
+    lpips: float | None = None
 
 
 def bicubic_upscaler(lr: Tensor, scale: int) -> Tensor:
@@ -67,6 +79,28 @@ def dataset_name(folder: Path) -> str:
     return folder.parent.name if folder.name == "HR" else folder.name
 
 
+def benchmark_dataset(folder: str | Path, scale: int, cache: ImageCache, degradation: str = BICUBIC) -> EvalDataset:
+    """The (LR, HR) images of a benchmark folder at ``scale``, the LR made by ``degradation`` (cached)."""
+    pairs = find_pairs(folder, scale)
+    return EvalDataset(prepare_all_degraded(cache, pairs, scale, degradation, what=str(folder)), scale)
+
+
+def lpips_metric(device: torch.device) -> tuple[nn.Module | None, str]:
+    """torchmetrics' LPIPS (AlexNet backbone, images in [0, 1]) when the backbone weights are already in
+    torch's hub cache, else ``None`` and one sentence saying why (nothing is downloaded)."""
+    from torchvision.models import AlexNet_Weights
+
+    weights = Path(torch.hub.get_dir()) / "checkpoints" / Path(AlexNet_Weights.IMAGENET1K_V1.url).name
+    if not weights.is_file():
+        return None, f"LPIPS skipped: its AlexNet backbone weights are not on this machine ({weights})."
+    try:
+        from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+        return LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True).to(device), ""
+    except Exception as error:  # a broken install must not cost the PSNR/SSIM scores
+        return None, f"LPIPS skipped: torchmetrics could not build it ({type(error).__name__}: {error})."
+
+
 def evaluate_folder(
     upscaler: Upscaler,
     folder: str | Path,
@@ -74,13 +108,16 @@ def evaluate_folder(
     cache: ImageCache,
     device: torch.device,
     space: Space = "y",
+    degradation: str = BICUBIC,
+    lpips: nn.Module | None = None,
 ) -> Result:
-    """Mean PSNR/SSIM of ``upscaler`` over every readable image of ``folder`` at ``scale``."""
+    """Mean PSNR/SSIM (and LPIPS with an ``lpips`` metric) of ``upscaler`` over every readable image of
+    ``folder`` at ``scale``, the LR made by ``degradation``."""
     folder = Path(folder)
-    items = cache.prepare_all(find_pairs(folder, scale), scale, what=str(folder))
-    dataset = EvalDataset(items, scale)
+    dataset = benchmark_dataset(folder, scale, cache, degradation)
     psnr_metric = PSNRY(border=scale, space=space).to(device)
     ssim_metric = SSIMY(border=scale, space=space).to(device)
+    lpips_values: list[float] = []
     for index in range(len(dataset)):
         sample = dataset[index]
         lr = sample["lr"].unsqueeze(0).to(device)
@@ -90,7 +127,17 @@ def evaluate_folder(
             raise SRFormerError(f"the model made {tuple(sr.shape)} from {sample['name']}, expected {tuple(hr.shape)}")
         psnr_metric.update(sr, hr)
         ssim_metric.update(sr, hr)
-    return Result(dataset_name(folder), scale, float(psnr_metric.compute()), float(ssim_metric.compute()), len(dataset))
+        if lpips is not None:
+            lpips_values.append(float(lpips(to_uint8_levels(sr).float().div(255.0), hr)))
+    return Result(
+        dataset_name(folder),
+        scale,
+        float(psnr_metric.compute()),
+        float(ssim_metric.compute()),
+        len(dataset),
+        degradation,
+        sum(lpips_values) / len(lpips_values) if lpips_values else None,
+    )
 
 
 def _load_upscaler(
@@ -109,13 +156,19 @@ def _load_upscaler(
 
 
 def format_table(results: list[Result], model: str, space: Space) -> str:
-    """A markdown table of the results."""
+    """A markdown table of the results (an LPIPS column when any result has one)."""
     channel = "Y" if space == "y" else "RGB"
+    with_lpips = any(r.lpips is not None for r in results)
     lines = [
-        f"| dataset | scale | PSNR ({channel}, dB) | SSIM ({channel}) | images |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    lines += [f"| {r.dataset} | x{r.scale} | {r.psnr:.2f} | {r.ssim:.4f} | {r.images} |" for r in results]
+        f"| dataset | scale | LR | PSNR ({channel}, dB) | SSIM ({channel}) |" + (" LPIPS |" if with_lpips else "")
+        + " images |",
+        "| --- | --- | --- | --- | --- |" + (" --- |" if with_lpips else "") + " --- |",
+    ]  # fmt: skip
+    for r in results:
+        lpips = (" - |" if r.lpips is None else f" {r.lpips:.4f} |") if with_lpips else ""
+        lines.append(
+            f"| {r.dataset} | x{r.scale} | {r.degradation} | {r.psnr:.2f} | {r.ssim:.4f} |{lpips} {r.images} |"
+        )
     return f"model: {model}\n" + "\n".join(lines)
 
 
@@ -130,23 +183,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cache", action="store_true", help="use a temporary cache, removed afterwards")
     parser.add_argument("--json", action="store_true", help="one JSON object per dataset and scale on stdout")
     parser.add_argument("--tta", action="store_true", help="x8 self-ensemble (flips/rotations), 8 times slower")
+    parser.add_argument(
+        "--degradation",
+        default=BICUBIC,
+        help=f"how the LR is made from the HR: {', '.join(degradation_names())} (default: bicubic)",
+    )
+    parser.add_argument("--lpips", action="store_true", help="also LPIPS (AlexNet), if its weights are present")
     args = parser.parse_args(argv)
 
     try:
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if any(s < 1 for s in args.scale or []):
             raise SRFormerError(f"scales must be positive integers, got {args.scale}")
+        check_degradation(args.degradation)
         upscaler, scales = _load_upscaler(args.model, args.scale, device, args.tta)
+        lpips = None
+        if args.lpips:
+            lpips, reason = lpips_metric(device)
+            if lpips is None:
+                print(reason, file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="srformer-eval-") as tmp:
             cache_root = Path(tmp) if args.no_cache else Path(args.cache_dir or default_cache_dir() / "decoded")
             cache = ImageCache(cache_root)
             results = []
             for folder in args.data:
                 for scale in scales:
-                    result = evaluate_folder(upscaler, folder, scale, cache, device, args.space)
+                    result = evaluate_folder(
+                        upscaler, folder, scale, cache, device, args.space, args.degradation, lpips
+                    )
                     results.append(result)
                     if args.json:
-                        print(json.dumps(asdict(result)), flush=True)
+                        print(json.dumps({k: v for k, v in asdict(result).items() if v is not None}), flush=True)
     except SRFormerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -33,12 +33,13 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
+from srformer import shipped
 from srformer.errors import SRFormerError
 from srformer.models import SRFormer
-from srformer.models.attention import CapturingAttention, enlarged_window_partition, window_partition
+from srformer.models.attention import CapturingAttention
 from srformer.models.blocks import SelfAttentionBlock
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "srformer_x4.safetensors"  # as infer.py
+DEFAULT_MODEL = shipped.weights_file("x4")  # as infer.py
 WINDOW_COLOUR = (0, 230, 255)
 CONTEXT_COLOUR = (255, 220, 0)
 QUERY_COLOUR = (255, 40, 40)
@@ -74,12 +75,6 @@ class HeadMaps:
     maps: np.ndarray
     window: np.ndarray
     context: np.ndarray | None
-
-
-def _coordinate_map(height: int, width: int) -> Tensor:
-    """``(1, H, W, 2)`` float map holding each pixel's own (y, x), to push through the window functions."""
-    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    return torch.stack([ys, xs], dim=-1).float().unsqueeze(0)
 
 
 def _spread(weights: Tensor, key_coords: Tensor, height: int, width: int) -> np.ndarray:
@@ -124,13 +119,11 @@ def attention_maps(
     modules = [self_block.attn] + ([cross.attn] if cross is not None else [])
     with capturing(modules), torch.no_grad():
         model(image)
-    Hp, Wp = -(-H // model.window_size) * model.window_size, -(-W // model.window_size) * model.window_size
-    coords = _coordinate_map(Hp, Wp)
-    window = model.window_size
+    geometry = model.geometry
+    Hp, Wp = geometry.padded_size(H, W)
 
-    # Self-attention: the block rolls its input by -shift before cutting windows; push coordinates the same way.
-    shifted = torch.roll(coords, shifts=(-self_block.shift, -self_block.shift), dims=(1, 2))
-    token_coords = window_partition(shifted, window)[:, 0]  # (nW, N, 2)
+    # Self-attention: the geometry says which pixel each slot of the (possibly shifted) windows holds.
+    token_coords = geometry.token_positions(Hp, Wp, shifted=self_block.shifted)  # (nW, N, 2)
     w_index, n_index = _find(token_coords, y, x)
     captured = self_block.attn.captured
     self_maps = HeadMaps(
@@ -141,14 +134,18 @@ def attention_maps(
     if cross is None:
         return self_maps, None
     # Cross-attention: unshifted windows for queries, reflected enlarged windows for keys and values.
-    query_coords = window_partition(coords, window)[:, 0]
-    key_coords = enlarged_window_partition(coords, window, cross.attn.overlap)[:, 0]  # (nW, M, 2)
+    overlap = cross.attn.overlap
+    query_coords = geometry.token_positions(Hp, Wp)
+    key_coords = geometry.token_positions(Hp, Wp, overlap=overlap)  # (nW, M, 2)
     w_index, n_index = _find(query_coords, y, x)
     captured = cross.attn.captured
+    unreflected = geometry.token_positions(Hp, Wp, overlap=overlap, reflect=False)[w_index]
+    inside = (unreflected >= 0).all(-1) & (unreflected[:, 0] < Hp) & (unreflected[:, 1] < Wp)
     cross_maps = HeadMaps(
         maps=_spread(captured.weights[w_index, :, n_index], key_coords[w_index], Hp, Wp),
         window=_mask_of(query_coords[w_index], Hp, Wp),
-        context=_context_mask(w_index, Wp // window, window, cross.attn.overlap, Hp, Wp),
+        # The enlarged window before reflection, clipped to the image: what the border line should enclose.
+        context=_mask_of(unreflected[inside], Hp, Wp),
     )
     return self_maps, cross_maps
 
@@ -157,15 +154,6 @@ def _find(token_coords: Tensor, y: int, x: int) -> tuple[int, int]:
     """(window index, token index) of pixel (y, x) in ``(nW, N, 2)`` coordinates."""
     hit = ((token_coords[..., 0] == y) & (token_coords[..., 1] == x)).nonzero()
     return int(hit[0, 0]), int(hit[0, 1])
-
-
-def _context_mask(w_index: int, windows_per_row: int, window: int, overlap: int, height: int, width: int) -> np.ndarray:
-    """The enlarged window (before reflection) clipped to the image: what the border line should enclose."""
-    top, left = (w_index // windows_per_row) * window - overlap, (w_index % windows_per_row) * window - overlap
-    mask = np.zeros((height, width), dtype=bool)
-    size = window + 2 * overlap
-    mask[max(top, 0) : top + size, max(left, 0) : left + size] = True
-    return mask
 
 
 # ------------------------------------------------------------------------------------------------------- drawing

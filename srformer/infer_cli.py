@@ -1,7 +1,11 @@
 """``python infer.py INPUT [INPUT ...] -o OUTDIR``: upscale image files, folders and globs.
 
-Each input image is read robustly (:mod:`srformer.imageio`), upscaled by the model in tiles sized to the free
-memory (:func:`srformer.inference.upscale_tensor`), and written to ``OUTDIR/<stem><suffix>.<ext>`` atomically.
+Each input image is read robustly (:mod:`srformer.imageio`), upscaled by the model in tiles
+(:func:`srformer.inference.upscale_bands`), and written to ``OUTDIR/<stem><suffix>.<ext>`` atomically.
+The result streams from the model to the file one row of tiles at a time, converted to 8 or 16 bits on the
+way: PNG and TIFF are encoded band by band, so memory does not grow with the image; JPEG and WebP are
+assembled in uint8 and encoded once. Output sizes a format cannot hold are refused before any compute, and
+so is an output folder whose disk is too full (a disk that fills up later stops the run with one sentence).
 Existing files are never replaced without ``--overwrite``; an input is never overwritten at all. A run over
 many files continues past a bad one and ends with a summary of the failures (exit status 1 then).
 """
@@ -9,6 +13,8 @@ many files continues past a bad one and ends with a summary of the failures (exi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import glob
 import sys
 import time
@@ -21,17 +27,38 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from srformer import shipped
 from srformer.checkpoint import load_model
 from srformer.errors import CheckpointError, ImageError, SRFormerError
-from srformer.imageio import DEFAULT_MAX_PIXELS, FORMATS, INPUT_EXTENSIONS, LoadedImage, read_image, write_image
-from srformer.inference import DEFAULT_TILE_OVERLAP, PRECISIONS, auto_tile_size, check_precision, upscale_tensor
+from srformer.imageio import (
+    DEFAULT_COMPRESSION,
+    DEFAULT_MAX_PIXELS,
+    FORMATS,
+    INPUT_EXTENSIONS,
+    check_free_space,
+    check_output_size,
+    output_layout,
+    peek_size,
+    read_image,
+    to_pixels,
+    write_pixel_bands,
+)
+from srformer.inference import DEFAULT_TILE_OVERLAP, PRECISIONS, auto_tile_size, check_precision, upscale_bands
 
 #: The model shipped with the package, used when ``--model`` is not given.
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_MODEL = ASSETS_DIR / "srformer_x4.safetensors"
+DEFAULT_MODEL = shipped.weights_file("x4")
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 _GLOB_CHARS = set("*?[")
+
+#: Output rows converted to integers at a time: bounds the float temporaries of a band of a wide image.
+_CONVERT_ROWS = 256
+
+#: Width of the white gap between the two halves of a --compare image.
+_COMPARE_GAP = 8
+
+#: glibc's mallopt parameter for the size from which allocations are memory-mapped.
+_M_MMAP_THRESHOLD = -3
 
 
 @dataclass
@@ -56,15 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="weights (.safetensors + .json), Lightning .ckpt or run folder (default: the shipped"
-        f" assets/{DEFAULT_MODEL.name}, or srformer_x2.safetensors with --scale 2)",
+        f" srformer/weights/{DEFAULT_MODEL.name}, or srformer_x2.safetensors with --scale 2)",
     )
     parser.add_argument(
         "--tile",
         default="auto",
-        help="tile side in input pixels; 'auto' (default) sizes it to the free memory, 0 disables tiling",
+        help="tile side in input pixels; 'auto' (default) sizes it to the free memory (on the CPU at most the"
+        " fastest size, 256), 0 disables tiling",
     )
     parser.add_argument(
-        "--tile-overlap", type=int, default=DEFAULT_TILE_OVERLAP, help="tile overlap in input pixels (default: 32)"
+        "--tile-overlap",
+        type=int,
+        default=DEFAULT_TILE_OVERLAP,
+        help=f"tile overlap in input pixels (default: {DEFAULT_TILE_OVERLAP}, from the model's measured reach)",
     )
     parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="compute precision")
     parser.add_argument(
@@ -82,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (default: the input's format, or png when it cannot be written)",
     )
     parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default: 95)")
+    parser.add_argument(
+        "--compression",
+        type=int,
+        default=DEFAULT_COMPRESSION,
+        choices=range(10),
+        metavar="0-9",
+        help=f"PNG/TIFF zlib level (default: {DEFAULT_COMPRESSION}, fast; 6-9: files ~20%% smaller, 5-10x slower)",
+    )
     parser.add_argument("--compare", action="store_true", help="also write <name>_compare: bicubic | SR side by side")
     exists = parser.add_mutually_exclusive_group()
     exists.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -178,33 +217,21 @@ def plan_jobs(sources: list[Path], outdir: Path, suffix: str, ext: str | None, c
     return jobs
 
 
-def upscale_image(
-    model: nn.Module,
-    image: LoadedImage,
-    device: torch.device,
-    tile: int | str | None,
-    tile_overlap: int,
-    precision: str,
-    tta: bool,
-    on_tile=None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """SR of a loaded image: float ``(sH, sW, 3)`` in [0, 1], and its alpha ``(sH, sW)`` upscaled bicubically."""
-    lr = torch.from_numpy(image.rgb).permute(2, 0, 1)[None].to(device)
-    sr = upscale_tensor(model, lr, tile, tile_overlap, precision, tta, on_tile)
-    rgb = sr[0].permute(1, 2, 0).cpu().numpy()
-    alpha = None
-    if image.alpha is not None:
-        plane = torch.from_numpy(image.alpha)[None, None]
-        alpha = bicubic_upscale(plane, model.scale)[0, 0].numpy()
-    return rgb, alpha
-
-
 def bicubic_upscale(x: torch.Tensor, scale: int) -> torch.Tensor:
     """``(B, C, H, W)`` -> ``(B, C, sH, sW)`` bicubic (a = -0.75, like PIL/OpenCV), clamped to [0, 1]."""
     return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
 
 
-def side_by_side(bicubic: np.ndarray, sr: np.ndarray, gap: int = 8) -> np.ndarray:
+def bicubic_rows(x: torch.Tensor, scale: int, top: int, bottom: int) -> torch.Tensor:
+    """Rows ``[top, bottom)`` of ``bicubic_upscale(x, scale)``, ``(B, C, bottom - top, sW)``, from the input
+    rows they need: output row y reads input rows floor((y + 0.5) / s - 0.5) - 1 to that + 2, so two more rows
+    on each side make every row equal to the whole upscale's."""
+    first = max(top // scale - 2, 0)
+    last = min(-(-bottom // scale) + 2, x.shape[-2])
+    return bicubic_upscale(x[..., first:last, :], scale)[..., top - first * scale : bottom - first * scale, :]
+
+
+def side_by_side(bicubic: np.ndarray, sr: np.ndarray, gap: int = _COMPARE_GAP) -> np.ndarray:
     """``(H, W, 3)`` twice -> ``(H, 2W + gap, 3)``: bicubic on the left, SR on the right, a white gap between."""
     height = bicubic.shape[0]
     separator = np.ones((height, gap, bicubic.shape[2]), dtype=bicubic.dtype)
@@ -212,16 +239,18 @@ def side_by_side(bicubic: np.ndarray, sr: np.ndarray, gap: int = 8) -> np.ndarra
 
 
 class Progress:
-    """A rich progress bar over images (and tiles of the current image), with output megapixels per second."""
+    """A rich progress bar over images, and over the tiles of the current image with its output Mpx/s and the
+    time left."""
 
     def __init__(self, total_images: int, enabled: bool) -> None:
         self.enabled = enabled
         self.megapixels = 0.0
         self.start = time.perf_counter()
+        self.image_megapixels, self.image_start = 0.0, self.start
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
         from rich.progress import Progress as RichProgress
 
         self.bar = RichProgress(
@@ -230,6 +259,8 @@ class Progress:
             MofNCompleteColumn(),
             TextColumn("{task.fields[speed]}"),
             TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=False,
         )
@@ -239,16 +270,22 @@ class Progress:
 
     def speed(self) -> str:
         elapsed = time.perf_counter() - self.start
-        return f"{self.megapixels / elapsed:.2f} MP/s" if elapsed > 0 and self.megapixels else ""
+        return f"{self.megapixels / elapsed:.2f} Mpx/s" if elapsed > 0 and self.megapixels else ""
 
     def begin_image(self, name: str) -> None:
         if self.enabled:
             self.bar.update(self.images, description=name[-40:])
             self.bar.reset(self.tiles, total=1, visible=False)
 
+    def begin_compute(self, output_pixels: int) -> None:
+        """The current image is read; its ``output_pixels`` are computed from now on."""
+        self.image_megapixels, self.image_start = output_pixels / 1e6, time.perf_counter()
+
     def on_tile(self, done: int, total: int) -> None:
         if self.enabled and total > 1:
-            self.bar.update(self.tiles, completed=done, total=total, visible=True)
+            elapsed = time.perf_counter() - self.image_start
+            speed = f"{done / total * self.image_megapixels / elapsed:.2f} Mpx/s" if elapsed > 0 else ""
+            self.bar.update(self.tiles, completed=done, total=total, visible=True, speed=speed)
 
     def end_image(self, output_pixels: int) -> None:
         self.megapixels += output_pixels / 1e6
@@ -273,7 +310,7 @@ def prepare_output_folder(outdir: Path) -> None:
 
 
 def default_model(scale: int | None) -> Path:
-    """The shipped model for ``scale``: ``assets/srformer_x{scale}.safetensors``, x4 when no scale is asked."""
+    """The shipped model for ``scale``: ``srformer/weights/srformer_x{scale}.safetensors``, x4 when no scale is asked."""
     return DEFAULT_MODEL if scale in (None, 4) else DEFAULT_MODEL.with_name(f"srformer_x{scale}.safetensors")
 
 
@@ -289,7 +326,19 @@ def load_cli_model(model_path: Path | None, device: torch.device, scale: int | N
     return load_model(model_path, device=device, scale=scale)
 
 
+def return_freed_memory_to_the_system() -> None:
+    """Have glibc serve every allocation over 1 MiB by mmap, so that freeing it gives it back to the system.
+
+    By default glibc raises that threshold up to 32 MiB as large blocks are freed; the model's and the bands'
+    temporaries then come from heaps that fragment, and the peak RSS grew with the number of tiles (an
+    8000x640 output: 1094 MiB by default, 1008 MiB with a fixed 1 MiB threshold). Elsewhere than glibc: nothing.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 2**20)
+
+
 def run(args: argparse.Namespace) -> int:
+    return_freed_memory_to_the_system()
     tile = parse_tile(args.tile)
     device = resolve_device(args.device)
     check_precision(args.precision, device)
@@ -299,6 +348,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_cli_model(args.model, device, args.scale)
     suffix = args.suffix if args.suffix is not None else f"_x{model.scale}"
     jobs = plan_jobs(sources, args.output, suffix, args.ext, args.compare)
+    check_output_sizes(jobs, model.scale)
     prepare_output_folder(args.output)
     if tile == "auto" and device.type == "cpu":
         tile = auto_tile_size(model, device, args.precision)  # once: the free memory moves while we run
@@ -336,32 +386,71 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {source}: {reason}", file=sys.stderr)
         return EXIT_FAILURES
     if not args.quiet:
-        print(f"{summary}; {progress.speed() or '0 MP/s'}", file=sys.stderr)
+        print(f"{summary}; {progress.speed() or '0 Mpx/s'}", file=sys.stderr)
     return EXIT_OK
 
 
 def process(
     job: Job, model: nn.Module, device: torch.device, tile, args: argparse.Namespace, progress: Progress
 ) -> int:
-    """Upscale one image and write its outputs; returns the number of output pixels."""
+    """Upscale one image and write its outputs, streaming from the model to the files; returns the output
+    pixels. Raises :class:`ImageError` for this image, :class:`DiskFullError` when no more output fits."""
     image = read_image(job.source, max_pixels=args.max_pixels)
     for note in image.warnings:
         print(f"warning: {note}", file=sys.stderr)
-    rgb, alpha = upscale_image(
-        model, image, device, tile, args.tile_overlap, args.precision, args.tta, progress.on_tile
-    )
-    notes = write_image(
-        job.target, rgb, alpha, image.grayscale, image.bit_depth, image.icc_profile, args.quality, args.overwrite
-    )
+    scale = int(model.scale)
+    width, height = image.width * scale, image.height * scale
+    layout = output_layout(job.target, image.grayscale, image.alpha is not None, image.bit_depth)
+    needed = layout.estimated_file_bytes(width, height)
+    compare_layout = None
     if job.compare_target is not None:
-        bicubic = bicubic_upscale(torch.from_numpy(image.rgb).permute(2, 0, 1)[None], model.scale)
-        panel = side_by_side(bicubic[0].permute(1, 2, 0).numpy(), rgb)
-        notes += write_image(
-            job.compare_target, panel, None, image.grayscale, 8, image.icc_profile, args.quality, args.overwrite
-        )
+        compare_layout = output_layout(job.compare_target, image.grayscale, False, 8)
+        needed += compare_layout.estimated_file_bytes(2 * width + _COMPARE_GAP, height)
+    check_free_space(job.target, needed)
+
+    lr = torch.from_numpy(image.rgb).permute(2, 0, 1)[None]
+    alpha = None if image.alpha is None else torch.from_numpy(image.alpha)[None, None]
+    compare_bands: list[np.ndarray] = []  # the --compare image is small enough to keep: written second
+
+    def pixel_bands():
+        """The result as ``(rows, sW, C)`` integer samples, band by band, as the model produces it."""
+        top = 0
+        for band in upscale_bands(
+            model, lr.to(device), tile, args.tile_overlap, args.precision, args.tta, progress.on_tile
+        ):
+            for start in range(0, band.shape[-2], _CONVERT_ROWS):
+                rgb = band[0, :, start : start + _CONVERT_ROWS].permute(1, 2, 0).contiguous().cpu().numpy()
+                bottom = top + rgb.shape[0]
+                rows_alpha = None if alpha is None else bicubic_rows(alpha, scale, top, bottom)[0, 0].numpy()
+                if compare_layout is not None:
+                    bicubic = bicubic_rows(lr, scale, top, bottom)[0].permute(1, 2, 0).numpy()
+                    compare_bands.append(to_pixels(side_by_side(bicubic, rgb), None, compare_layout))
+                yield to_pixels(rgb, rows_alpha, layout)
+                top = bottom
+
+    progress.begin_compute(width * height)
+    common = {"icc_profile": image.icc_profile, "quality": args.quality, "overwrite": args.overwrite}
+    write_pixel_bands(job.target, pixel_bands(), width, height, layout, compression=args.compression, **common)
+    notes = list(layout.notes)
+    if job.compare_target is not None and compare_layout is not None:
+        compare_width = 2 * width + _COMPARE_GAP
+        write_pixel_bands(job.compare_target, compare_bands, compare_width, height, compare_layout, **common)
+        notes += compare_layout.notes
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    return rgb.shape[0] * rgb.shape[1]
+    return width * height
+
+
+def check_output_sizes(jobs: list[Job], scale: int) -> None:
+    """Refuse, before any compute, an output larger than its format holds (inputs sized from their headers)."""
+    for job in jobs:
+        size = peek_size(job.source)
+        if size is None:
+            continue  # unreadable: reported as a failure of this image when it is read
+        width, height = size[0] * scale, size[1] * scale
+        check_output_size(job.target, width, height)
+        if job.compare_target is not None:
+            check_output_size(job.compare_target, 2 * width + _COMPARE_GAP, height)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import srformer
-from srformer.checkpoint import load_model, save_weights
+from srformer.checkpoint import load_any, load_model, save_weights
 from srformer.errors import CheckpointError
 from srformer.models import build_model
 
@@ -82,13 +83,33 @@ def test_missing_and_non_checkpoint_files(tmp_path: Path) -> None:
     (tmp_path / "junk.json").write_text(json.dumps({"format": "srformer", "arch": {"scale": 4}}))
     with pytest.raises(CheckpointError, match="not a valid safetensors file"):
         load_model(tmp_path / "junk.safetensors")
-    save_weights(build_model("tiny", 2), tmp_path / "alone.safetensors")
-    (tmp_path / "alone.json").unlink()
+    # An older export: only {"format": "srformer"} in the metadata, so the .json is needed.
+    save_file(build_model("tiny", 2).state_dict(), str(tmp_path / "alone.safetensors"), metadata={"format": "srformer"})
     with pytest.raises(CheckpointError, match="needs its architecture file alone.json"):
         load_model(tmp_path / "alone.safetensors")
     torch.save(build_model("tiny", 2).state_dict(), tmp_path / "plain.pth")
-    with pytest.raises(CheckpointError, match="no state_dict"):
+    with pytest.raises(CheckpointError, match=r"holds srformer weights \(they look like preset 'tiny' at x2\) but not"):
         load_model(tmp_path / "plain.pth")
+
+
+def test_single_safetensors_file_is_enough(tmp_path: Path) -> None:
+    """The architecture is embedded in the safetensors metadata: no .json sidecar needed."""
+    model = _perturbed("tiny", 2, seed=3)
+    save_weights(model, tmp_path / "w.safetensors", meta={"steps": 7})
+    (tmp_path / "w.json").unlink()
+    loaded = load_any(tmp_path / "w.safetensors")
+    assert _same_weights(loaded.model, model)
+    d = loaded.descriptor
+    assert (d.architecture, d.preset, d.scale, d.source, d.size_multiple) == ("srformer", "tiny", 2, "safetensors", 16)
+    assert (d.in_channels, d.out_channels, d.info["steps"], d.name) == (3, 3, 7, "srformer tiny x2")
+    assert d.precisions == ("fp32", "bf16", "fp16") and d.tile_hint is None and d.tiling == "supported"
+    assert d.params == sum(p.numel() for p in model.parameters())
+
+
+def test_lightning_descriptor(tmp_path: Path) -> None:
+    net = _perturbed("tiny", 3, seed=1)
+    d = load_any(_lightning_checkpoint(tmp_path / "a.ckpt", net, None)).descriptor
+    assert (d.architecture, d.preset, d.scale, d.source) == ("srformer", "tiny", 3, "lightning")
 
 
 def test_mismatched_weights_name_what_differs(tmp_path: Path) -> None:
@@ -102,11 +123,19 @@ def test_mismatched_weights_name_what_differs(tmp_path: Path) -> None:
     assert "preset 'tiny' at x4" in message and "look like preset 'tiny' at x2" in message
     assert "upsampler.0.weight (12, 48, 3, 3) vs (48, 48, 3, 3) expected" in message
     shutil.copy(tmp_path / "x4.json", tmp_path / "light.json")  # light weights described as tiny
-    with pytest.raises(
-        CheckpointError,
-        match=r"look like preset 'light' at x4; 36 missing \(groups\.0\.cross\..*60 unexpected \(groups\.2\.",
-    ):
+    with pytest.raises(CheckpointError) as preset_error:
         load_model(tmp_path / "light.safetensors")
+    message = str(preset_error.value)
+    expected, found = build_model("tiny", 4).state_dict(), build_model("light", 4).state_dict()
+    shared = set(expected) & set(found)
+    counts = {
+        "tensors differ in shape": sum(expected[k].shape != found[k].shape for k in shared),
+        "missing": len(set(expected) - set(found)),
+        "unexpected": len(set(found) - set(expected)),
+    }
+    assert "(preset 'tiny' at x4); the weights look like preset 'light' at x4" in message
+    for what, count in counts.items():
+        assert (f"; {count} {what}" in message) == (count > 0), (what, count, message)
     with pytest.raises(CheckpointError, match="is a x4 model, but x2 was asked for"):
         load_model(tmp_path / "x4.safetensors", scale=2)
 

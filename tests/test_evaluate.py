@@ -58,7 +58,8 @@ def hand_y_psnr(sr: np.ndarray, hr: np.ndarray, border: int) -> float:
 
 def test_bicubic_json_matches_the_protocol(photo_dir: Path, capsys) -> None:
     results = run_json(["--model", "bicubic", "--data", str(photo_dir), "--scale", "3", "--no-cache"], capsys)
-    assert len(results) == 1 and set(results[0]) == {"dataset", "scale", "psnr", "ssim", "images"}
+    assert len(results) == 1 and set(results[0]) == {"dataset", "scale", "psnr", "ssim", "images", "degradation"}
+    assert results[0]["degradation"] == "bicubic"
     assert (results[0]["dataset"], results[0]["scale"], results[0]["images"]) == ("Photos", 3, 2)
     expected = []
     for image in (skimage.data.astronaut()[:99, :123], skimage.data.chelsea()[:90, :96]):  # cropped to x3
@@ -113,3 +114,93 @@ def test_user_errors_exit_2(tmp_path: Path, capsys) -> None:
     assert err.startswith("error: image folder not found") and "Traceback" not in err
     assert main(["--model", str(tmp_path / "nope.safetensors"), "--data", str(tmp_path), "--no-cache"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+# ------------------------------------------------------------------------------ degraded benchmarks
+def test_degradation_d1_scores_the_d1_lr(photo_dir: Path, tmp_path: Path, capsys) -> None:
+    from srformer.data.benchmark_degradations import degrade_d1
+    from srformer.data.io import read_image
+
+    args = ["--model", "bicubic", "--data", str(photo_dir), "--scale", "4", "--cache-dir", str(tmp_path / "c")]
+    (clean,) = run_json(args, capsys)
+    (d1,) = run_json([*args, "--degradation", "D1"], capsys)
+    assert d1["degradation"] == "D1" and d1["images"] == 2
+    assert d1["psnr"] < clean["psnr"] - 0.3, "blur, noise and JPEG cost bicubic upscaling PSNR"
+    expected = []
+    for name in ("a.png", "b.png"):
+        hr = read_image(photo_dir / name)
+        lr = torch.from_numpy(degrade_d1(hr, 4, name)).permute(2, 0, 1)
+        sr = imresize(lr, scale=4).permute(1, 2, 0).numpy()
+        expected.append(hand_y_psnr(sr, hr[: sr.shape[0], : sr.shape[1]], 4))
+    assert d1["psnr"] == pytest.approx(np.mean(expected), abs=1e-6)
+    # Cached: a second run reads the same LR files and gives the same scores.
+    assert run_json([*args, "--degradation", "D1"], capsys) == [d1]
+    assert len(list((tmp_path / "c").glob("*.D1_*x4.npy"))) == 2
+
+
+@pytest.mark.parametrize("name", ["jpeg30", "noise10"])
+def test_other_degradations_lower_the_bicubic_score(name: str, photo_dir: Path, capsys) -> None:
+    args = ["--model", "bicubic", "--data", str(photo_dir), "--scale", "2", "--no-cache"]
+    (clean,) = run_json(args, capsys)
+    (degraded,) = run_json([*args, "--degradation", name], capsys)
+    assert degraded["degradation"] == name and degraded["psnr"] < clean["psnr"]
+
+
+def test_unknown_degradation_is_one_sentence(photo_dir: Path, capsys) -> None:
+    assert main(["--model", "bicubic", "--data", str(photo_dir), "--degradation", "D7", "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown degradation 'D7'") and "D1" in err and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+def test_table_names_the_lr(photo_dir: Path, capsys) -> None:
+    assert main(["--model", "bicubic", "--data", str(photo_dir), "--degradation", "noise10", "--no-cache"]) == 0
+    assert "| Photos | x4 | noise10 |" in capsys.readouterr().out
+
+
+def test_lpips_without_backbone_weights_is_one_sentence_not_a_crash(
+    photo_dir: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
+    results = run_json(["--model", "bicubic", "--data", str(photo_dir), "--no-cache", "--lpips"], capsys)
+    assert len(results) == 1 and "lpips" not in results[0] and math.isfinite(results[0]["psnr"])
+    assert main(["--model", "bicubic", "--data", str(photo_dir), "--no-cache", "--lpips"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip().startswith("LPIPS skipped:") and captured.err.count("\n") == 1
+    assert "LPIPS" not in captured.out
+
+
+def test_lpips_metric_is_scored_when_available(photo_dir: Path, tmp_path: Path) -> None:
+    from srformer.data.cache import ImageCache
+    from srformer.evaluate import bicubic_upscaler, evaluate_folder
+
+    calls: list[tuple[torch.Size, float, float]] = []
+
+    def fake_lpips(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        # What LPIPS receives: both images in [0, 1], SR at uint8 levels as a saved file.
+        calls.append((sr.shape, float(sr.min()), float(sr.max())))
+        torch.testing.assert_close(sr, sr.mul(255).round().div(255))
+        return (sr - hr).abs().mean()
+
+    result = evaluate_folder(
+        bicubic_upscaler, photo_dir, 2, ImageCache(tmp_path), torch.device("cpu"), lpips=fake_lpips
+    )
+    assert len(calls) == 2 and all(low >= 0 and high <= 1 for _, low, high in calls)
+    assert result.lpips is not None and 0 < result.lpips < 0.2
+
+
+def test_compare_scores_the_same_degraded_lr_as_evaluate(photo_dir: Path, tmp_path: Path, capsys) -> None:
+    from srformer.checkpoint import save_weights
+    from srformer.compare import main as compare_main
+    from srformer.models import build_model
+
+    weights = save_weights(build_model("tiny", 4), tmp_path / "tiny" / "best.safetensors")
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    (d1,) = run_json(["--model", "bicubic", "--data", str(photo_dir), "--degradation", "D1", *cache], capsys)
+    args = [str(weights), "--data", str(photo_dir), "--scale", "4", "--wandb-mode", "disabled", *cache]
+    args += ["-o", str(tmp_path / "out"), "--repeats", "1", "--cost-size", "32", "--crop", "32"]
+    assert compare_main([*args, "--degradation", "D1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("LR: D1") and f"| bicubic | - | - | - | {d1['psnr']:.2f} / {d1['ssim']:.4f} |" in out
+    assert compare_main([*args, "--degradation", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown degradation 'nope'")

@@ -11,7 +11,7 @@ from torch import nn
 from srformer.checkpoint import save_weights
 from srformer.explain import attention_maps, capturing, gini, local_attribution_map, main
 from srformer.models import SRFormer
-from srformer.models.attention import WindowCrossAttention, merge_heads, window_partition
+from srformer.models.attention import WindowCrossAttention, merge_heads
 
 
 def small_model(window: int = 8) -> SRFormer:
@@ -42,7 +42,7 @@ def test_captured_weights_sum_to_one_and_reproduce_the_block_output(block):
         projected = module.proj(merge_heads(c.output, 1))
         returned = outputs[module]
         if isinstance(module, WindowCrossAttention):  # returns (B, H, W, C), not windows
-            returned = window_partition(returned, model.window_size)
+            returned = model.geometry.partition(returned)
         torch.testing.assert_close(projected, returned, atol=1e-5, rtol=1e-4)
     assert not any(m.capture for m in attn_modules)  # switched off again
 

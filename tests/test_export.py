@@ -1,4 +1,8 @@
-"""ONNX and TorchScript export: dynamic sizes, checked against PyTorch with onnxruntime."""
+"""ONNX and TorchScript export: dynamic sizes, checked against PyTorch.
+
+The ONNX checks run the exported graph with the ``onnx`` package's reference evaluator, so they need no
+onnxruntime; one more test runs onnxruntime when it is installed.
+"""
 
 from __future__ import annotations
 
@@ -9,55 +13,73 @@ import pytest
 import torch
 
 from srformer.checkpoint import load_model, save_weights
-from srformer.export import (
-    _enlarged_window_partition_traceable,
-    _shift_mask_traceable,
-    export_torchscript,
-    main,
-    traceable,
-)
-from srformer.models import build_model
-from srformer.models.attention import enlarged_window_partition, shifted_window_mask
+from srformer.export import export_onnx, export_torchscript, main, onnx_runner
+from srformer.models import SRFormer, build_model
 
-onnxruntime = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+#: Odd sizes other than the ones the export command verifies, two of them below one window (16) on a side.
+ODD_SIZES = ((7, 13), (16, 17), (33, 50))
+
+
+def _perturbed(model: SRFormer) -> SRFormer:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))  # every path, zero-initialised layers included, contributes
+    return model.eval()
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model("tiny", 3)
+    return save_weights(_perturbed(build_model("tiny", 3)), tmp_path_factory.mktemp("model") / "tiny_x3.safetensors")
+
+
+@pytest.fixture(scope="module")
+def narrow_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[SRFormer, Path]:
+    """A narrow model with every kind of block and the presets' window (16), exported: quick to evaluate."""
+    model = _perturbed(SRFormer(scale=2, dim=8, depths=[2], num_heads=2, window_size=16, context_overlap=4))
+    return model, export_onnx(model, tmp_path_factory.mktemp("onnx") / "narrow.onnx")
+
+
+def test_export_patches_nothing(weights: Path) -> None:
+    """Export traces the model as it is: no method replaced on the instance, no module global rebound."""
+    import srformer.models.attention as attention_module
+    import srformer.models.geometry as geometry_module
+
+    model = load_model(weights)
+    globals_before = {m: dict(vars(m)) for m in (attention_module, geometry_module)}
+    instance_before = {k: v for k, v in vars(model).items() if k != "_modules"}
+    export_onnx(model, Path(weights).with_suffix(".onnx"))
+    assert {m: dict(vars(m)) for m in (attention_module, geometry_module)} == globals_before
+    assert {k: v for k, v in vars(model).items() if k != "_modules"}.keys() == instance_before.keys()
+
+
+@pytest.mark.parametrize("size", ODD_SIZES)
+def test_onnx_equals_eager_on_odd_sizes_with_the_reference_evaluator(narrow_onnx, size) -> None:
+    from onnx.reference import ReferenceEvaluator
+
+    model, path = narrow_onnx
+    x = torch.rand(2, 3, *size)
     with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn_like(p))  # every path, the last conv included, contributes
-    return save_weights(model, tmp_path_factory.mktemp("model") / "tiny_x3.safetensors")
+        expected = model(x).numpy()
+    (got,) = ReferenceEvaluator(str(path)).run(["sr"], {"lr": x.numpy()})
+    assert got.shape == expected.shape == (2, 3, 2 * size[0], 2 * size[1])
+    assert np.abs(got - expected).max() < 1e-4
 
 
-def test_traceable_helpers_equal_the_model_code() -> None:
-    model = build_model("tiny", 2)
-    for height, width in ((16, 48), (64, 32)):
-        expected = shifted_window_mask(height, width, 16, 8, torch.device("cpu"))
-        assert torch.equal(_shift_mask_traceable(model, height, width, torch.device("cpu")), expected)
-    x = torch.rand(2, 32, 48, 6)
-    assert torch.equal(_enlarged_window_partition_traceable(x, 16, 4), enlarged_window_partition(x, 16, 4))
-    with traceable(model):
-        assert "pad_to_window" in vars(model)
-    assert "pad_to_window" not in vars(model)  # the override is undone
-
-
-ODD_SIZES = ((23, 41), (17, 16), (50, 29))  # sizes other than the ones the export command verifies
-
-
-def test_onnx_matches_pytorch_on_odd_sizes(tmp_path: Path, weights: Path, capsys) -> None:
+def test_onnx_matches_pytorch_with_onnxruntime(tmp_path: Path, weights: Path, capsys) -> None:
+    pytest.importorskip("onnxruntime")
     onnx_path = tmp_path / "m.onnx"
     assert main(["--model", str(weights), "-o", str(onnx_path)]) == 0
     assert "max abs diff" in capsys.readouterr().out
     reference = load_model(weights)
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    run = onnx_runner(onnx_path)
     for height, width in ODD_SIZES:
         x = torch.rand(2, 3, height, width)
         with torch.no_grad():
             expected = reference(x).numpy()
-        (got,) = session.run(["sr"], {"lr": x.numpy()})
+        got = run(x.numpy())
         assert got.shape == expected.shape == (2, 3, 3 * height, 3 * width)
         assert np.abs(got - expected).max() < 1e-4
 

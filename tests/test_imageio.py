@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -248,3 +250,103 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o644
+
+
+def _bands(pixels: np.ndarray, heights: list[int]) -> list[np.ndarray]:
+    """``pixels`` cut into row bands of the given heights (the rest in a last band)."""
+    edges = np.cumsum([0, *heights, len(pixels) - sum(heights)])
+    return [pixels[top:bottom] for top, bottom in zip(edges, edges[1:], strict=False) if bottom > top]
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_banded_png_round_trips(tmp_path: Path, channels: int, bit_depth: int) -> None:
+    dtype = np.uint16 if bit_depth == 16 else np.uint8
+    pixels = RNG.integers(0, np.iinfo(dtype).max + 1, (11, 7, channels), dtype=dtype)
+    layout = imageio.OutputLayout("PNG", grayscale=channels < 3, alpha=channels in (2, 4), bit_depth=bit_depth)
+    imageio.write_pixel_bands(tmp_path / "b.png", _bands(pixels, [1, 4, 3]), 7, 11, layout)
+    if bit_depth == 8:  # Pillow decodes every 8-bit layout exactly
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")).reshape(pixels.shape), pixels)
+    elif channels == 1:  # Pillow keeps 16-bit gray
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.png")).astype(np.uint16), pixels[..., 0])
+    else:  # Pillow decodes the high bytes (16-bit LA as RGBA), read_image all 16 bits
+        eight = np.asarray(Image.open(tmp_path / "b.png"))
+        np.testing.assert_array_equal(eight[..., [0, 3]] if channels == 2 else eight, (pixels >> 8).astype(np.uint8))
+        back = read_image(tmp_path / "b.png")
+        colour = channels - 1 if channels in (2, 4) else channels
+        np.testing.assert_array_equal(imageio.quantize(back.rgb[..., :colour], 16), pixels[..., :colour])
+        if channels in (2, 4):
+            np.testing.assert_array_equal(imageio.quantize(back.alpha, 16), pixels[..., -1])
+
+
+@pytest.mark.parametrize(("channels", "bit_depth"), [(3, 8), (4, 16), (2, 8), (1, 16)])
+def test_banded_tiff_round_trips_over_many_strips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, channels: int, bit_depth: int
+) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    monkeypatch.setattr(imageio, "_TIFF_STRIP_BYTES", 64)  # strips of a row or two: bands are regrouped
+    dtype = np.uint16 if bit_depth == 16 else np.uint8
+    pixels = RNG.integers(0, np.iinfo(dtype).max + 1, (13, 9, channels), dtype=dtype)
+    layout = imageio.OutputLayout("TIFF", grayscale=channels < 3, alpha=channels in (2, 4), bit_depth=bit_depth)
+    imageio.write_pixel_bands(tmp_path / "b.tif", _bands(pixels, [5, 1, 4]), 9, 13, layout)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "b.tif").reshape(pixels.shape), pixels)
+    if bit_depth == 8:
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "b.tif")).reshape(pixels.shape), pixels)
+
+
+def test_rebanded_regroups_rows_exactly() -> None:
+    rows = np.arange(23)[:, None, None]
+    regrouped = list(imageio._rebanded(_bands(rows, [1, 7, 2, 9]), 5))
+    assert [len(band) for band in regrouped] == [5, 5, 5, 5, 3]
+    np.testing.assert_array_equal(np.concatenate(regrouped), rows)
+
+
+@pytest.mark.parametrize(("name", "width", "limit"), [("o.jpg", 65_536, 65_535), ("o.webp", 16_384, 16_383)])
+def test_format_size_limits_are_one_sentence(tmp_path: Path, name: str, width: int, limit: int) -> None:
+    with pytest.raises(ImageError, match=rf"at most {limit} pixels per side; write PNG or TIFF"):
+        imageio.check_output_size(tmp_path / name, width, 2)
+    imageio.check_output_size(tmp_path / name, limit, limit)
+    imageio.check_output_size(tmp_path / "o.png", 10 * width, 2)  # PNG has no such limit
+    layout = imageio.output_layout(tmp_path / name, False, False, 8)
+    with pytest.raises(ImageError, match="pixels per side"):
+        imageio.write_pixel_bands(tmp_path / name, iter(()), width, 2, layout)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["o.png", "o.tif", "o.jpg"])
+def test_disk_full_while_writing_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    def disk_full(handle: io.BufferedWriter, *args: object) -> None:
+        handle.write(b"half an image")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for writer in ("_write_png", "_write_tiff", "_write_with_pillow"):
+        monkeypatch.setattr(imageio, writer, disk_full)
+    with pytest.raises(imageio.DiskFullError, match="is full; o.* was not written"):
+        write_image(tmp_path / name, np.zeros((4, 4, 3)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_free_space_checked_against_the_estimate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = imageio.output_layout(tmp_path / "o.png", False, False, 8)
+    needed = layout.estimated_file_bytes(8000, 6000)
+    assert 0.2 * 8000 * 6000 * 3 < needed < 8000 * 6000 * 3
+    monkeypatch.setattr(imageio.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**12, 10**12, 10**6))
+    with pytest.raises(imageio.DiskFullError, match=r"o.png needs about 69 MiB but the disk holding .* has 1 MiB free"):
+        imageio.check_free_space(tmp_path / "o.png", needed)
+
+
+def test_large_jpeg_canvas_is_memory_mapped_and_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pixels = RNG.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    layout = imageio.output_layout(tmp_path / "o.jpg", False, False, 8)
+    imageio.write_pixel_bands(tmp_path / "in_memory.jpg", _bands(pixels, [3, 8]), 24, 16, layout)
+    monkeypatch.setattr("srformer.inference.available_memory", lambda device: 100)  # "no memory left"
+    imageio.write_pixel_bands(tmp_path / "mapped.jpg", _bands(pixels, [3, 8]), 24, 16, layout)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in_memory.jpg", "mapped.jpg"]
+    assert (tmp_path / "mapped.jpg").read_bytes() == (tmp_path / "in_memory.jpg").read_bytes()
+
+
+def test_wrong_band_sizes_are_refused(tmp_path: Path) -> None:
+    layout = imageio.output_layout(tmp_path / "o.png", False, False, 8)
+    with pytest.raises(ImageError, match="rows of an image 4 rows high"):
+        imageio.write_pixel_bands(tmp_path / "o.png", [np.zeros((3, 5, 3), np.uint8)], 5, 4, layout)
+    assert list(tmp_path.iterdir()) == []

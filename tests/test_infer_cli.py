@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +14,11 @@ import torch
 from PIL import Image
 from skimage import data
 
-from srformer.checkpoint import save_weights
-from srformer.infer_cli import main
+from srformer import imageio
+from srformer.checkpoint import load_model, save_weights
+from srformer.imageio import quantize, read_image, write_image
+from srformer.infer_cli import bicubic_rows, bicubic_upscale, main
+from srformer.inference import upscale_tensor
 from srformer.models import build_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -209,7 +214,7 @@ def test_script_entry_point_without_traceback(tmp_path: Path, weights: Path) -> 
     )
     assert done.returncode == 0, done.stderr
     assert Image.open(tmp_path / "o" / "a_x2.png").size == (10, 10)
-    assert "MP/s" in done.stderr
+    assert "Mpx/s" in done.stderr
     missing = subprocess.run(
         [sys.executable, str(REPO / "infer.py"), str(tmp_path / "nope.png"), "-o", str(tmp_path / "o")],
         capture_output=True,
@@ -217,3 +222,81 @@ def test_script_entry_point_without_traceback(tmp_path: Path, weights: Path) -> 
         timeout=120,
     )
     assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
+
+
+def test_streamed_output_is_the_tiled_result(tmp_path: Path, weights: Path) -> None:
+    """Band by band (many rows of tiles, alpha and 16 bits included), the file holds exactly the tiled result."""
+    pixels = RNG.integers(0, 65536, (40, 30, 4), dtype=np.uint16)
+    pixels[..., 3] = np.linspace(0, 65535, 30, dtype=np.uint16)  # a smooth alpha ramp
+    write_image(tmp_path / "a.png", pixels[..., :3] / 65535, pixels[..., 3] / 65535, bit_depth=16)
+    assert run_cli(tmp_path / "a.png", "-o", tmp_path / "o", "--model", weights, "--tile", "16") == 0
+    image = read_image(tmp_path / "a.png")
+    model = load_model(weights)
+    lr = torch.from_numpy(image.rgb).permute(2, 0, 1)[None]
+    expected = upscale_tensor(model, lr, tile=16)[0].permute(1, 2, 0).numpy()
+    expected_alpha = bicubic_upscale(torch.from_numpy(image.alpha)[None, None], 2)[0, 0].numpy()
+    result = read_image(tmp_path / "o" / "a_x2.png")
+    assert result.bit_depth == 16 and result.rgb.shape == (80, 60, 3)
+    np.testing.assert_array_equal(quantize(result.rgb, 16), quantize(expected, 16))
+    np.testing.assert_array_equal(quantize(result.alpha, 16), quantize(expected_alpha, 16))
+
+
+@pytest.mark.parametrize("top_bottom", [(0, 5), (3, 17), (9, 40), (38, 40)])
+def test_bicubic_rows_equal_the_whole_upscale(top_bottom: tuple[int, int]) -> None:
+    x = torch.rand(1, 2, 10, 7)
+    top, bottom = top_bottom
+    whole = bicubic_upscale(x, 4)[..., top:bottom, :]
+    torch.testing.assert_close(bicubic_rows(x, 4, top, bottom), whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("ext", "width"), [("jpg", 32_768), ("webp", 8_192)])
+def test_output_over_the_format_limit_refused_before_compute(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, ext, width
+) -> None:
+    Image.new("RGB", (width, 1)).save(tmp_path / "wide.png")
+    monkeypatch.setattr("srformer.infer_cli.upscale_bands", _no_compute)
+    assert run_cli(tmp_path / "wide.png", "-o", tmp_path / "o", "--model", weights, "--ext", ext) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: wide_x2.") and "pixels per side" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def _no_compute(*args, **kwargs):
+    raise AssertionError("computed an image that cannot be written")
+
+
+def test_too_little_disk_refused_before_compute(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Image.fromarray(_rgb(20, 20)).save(tmp_path / "a.png")
+    monkeypatch.setattr("srformer.infer_cli.upscale_bands", _no_compute)
+    monkeypatch.setattr(imageio.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9, 100))
+    assert run_cli(tmp_path / "a.png", "-o", tmp_path / "o", "--model", weights) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: a_x2.png needs about") and "free" in err and err.count("\n") == 1
+    assert list((tmp_path / "o").iterdir()) == []
+
+
+def test_disk_full_while_writing_stops_with_one_sentence_and_no_file(
+    tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a.png", "b.png"):
+        Image.fromarray(_rgb(20, 20)).save(tmp_path / name)
+    real_write_png = imageio._write_png
+
+    def fill_the_disk(handle, bands, *args):
+        real_write_png(handle, bands, *args)  # the whole image computed and written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(imageio, "_write_png", fill_the_disk)
+    assert run_cli(tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "o", "--model", weights) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the disk holding") and "is full; a_x2.png was not written" in err
+    assert err.count("\n") == 1 and list((tmp_path / "o").iterdir()) == []  # b.png not tried: it cannot fit
+
+
+def test_progress_shows_tiles_speed_and_time_left(tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture) -> None:
+    Image.fromarray(_rgb(40, 40)).save(tmp_path / "a.png")
+    assert main([str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", str(weights), "--tile", "16"]) == 0
+    err = capsys.readouterr().err
+    assert "tiles" in err and "Mpx/s" in err and "left" in err

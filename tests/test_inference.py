@@ -12,7 +12,8 @@ from srformer.inference import (
     InferenceError,
     _ramp,
     auto_tile_size,
-    tile_starts,
+    tile_spans,
+    upscale_bands,
     upscale_tensor,
 )
 from srformer.metrics import psnr_y
@@ -48,15 +49,17 @@ def test_untiled_is_the_model_output(model_x4: nn.Module) -> None:
     torch.testing.assert_close(upscale_tensor(model_x4, x), expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("length", [1, 15, 16, 47, 48, 49, 100, 161])
-def test_tile_starts_cover_aligned_and_overlapping(length: int) -> None:
+@pytest.mark.parametrize("length", [1, 15, 16, 47, 48, 49, 100, 161, 1500, 2000])
+def test_tile_spans_cover_aligned_balanced_and_overlapping(length: int) -> None:
     tile, overlap, window = 48, 16, 16
-    starts = tile_starts(length, tile, overlap, window)
-    assert starts[0] == 0 and all(s % window == 0 for s in starts)
-    ends = [min(s + tile, length) for s in starts[:-1]] + [length]
-    assert ends[-1] == length and length - starts[-1] < tile + window
-    for end, next_start in zip(ends, starts[1:], strict=False):
-        assert end - next_start >= overlap  # neighbours overlap by at least `overlap`
+    spans = tile_spans(length, tile, overlap, window)
+    assert spans[0][0] == 0 and spans[-1][1] == length and all(start % window == 0 for start, _ in spans)
+    assert all(0 < end - start <= tile for start, end in spans)
+    for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False):
+        assert end - next_start == overlap  # neighbours overlap by exactly `overlap`
+    # Balanced: no fewer tiles are possible, and the last one adds new pixels, not only overlap.
+    assert len(spans) == max(1, -(-(length - overlap) // (tile - overlap)))
+    assert spans[-1][1] - spans[-1][0] > (overlap if len(spans) > 1 else 0)
 
 
 def test_blend_weights_of_neighbours_sum_to_one() -> None:
@@ -86,7 +89,15 @@ def test_tiling_really_happens(model_x4: nn.Module) -> None:
     upscale_tensor(
         model_x4, torch.rand(1, 3, 70, 90), tile=32, tile_overlap=16, on_tile=lambda d, t: calls.append((d, t))
     )
-    assert calls[-1] == (12, 12) and len(calls) == 12  # 3 rows x 4 columns
+    assert calls[-1] == (20, 20) and len(calls) == 20  # 4 rows x 5 columns of 32 advancing by 16
+
+
+def test_bands_are_the_tiled_result_top_to_bottom(model_x4: nn.Module) -> None:
+    x = torch.rand(1, 3, 70, 90)
+    whole = upscale_tensor(model_x4, x, tile=32, tile_overlap=16)
+    bands = [band.clone() for band in upscale_bands(model_x4, x, tile=32, tile_overlap=16)]
+    assert len(bands) == 4 and all(band.shape[-1] == 360 for band in bands)  # one band per row of tiles
+    torch.testing.assert_close(torch.cat(bands, dim=-2), whole, rtol=0, atol=0)
 
 
 def test_auto_tile_is_a_window_multiple(model_x4: nn.Module) -> None:

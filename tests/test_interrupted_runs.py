@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from srformer.checkpoint import save_weights
+from srformer.errors import CheckpointError
 from srformer.models import build_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -232,7 +233,7 @@ def test_failed_checkpoint_write_leaves_no_debris(tmp_path: Path, monkeypatch: p
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(CheckpointError, match="the disk is full"):
         io.save_checkpoint({"global_step": 2}, tmp_path / "last.ckpt")
     monkeypatch.undo()
     assert torch.load(tmp_path / "last.ckpt", weights_only=True) == {"global_step": 1}

@@ -1,24 +1,20 @@
-"""The network: shapes, gradients, attention maths, shifted-window masks, cross-attention context, round trips."""
+"""The network: presets, shapes, gradients, attention maths, window geometry, cross-attention context, round trips."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from srformer import shipped
 from srformer.checkpoint import load_model, save_weights
 from srformer.models import PRESETS, SRFormer, build_model
-from srformer.models.attention import (
-    WindowSelfAttention,
-    attention,
-    enlarged_window_partition,
-    shifted_window_mask,
-    window_partition,
-    window_reverse,
-)
+from srformer.models.attention import WindowSelfAttention, attention
 from srformer.models.blocks import CrossAttentionBlock, SelfAttentionBlock
+from srformer.models.geometry import WindowGeometry
 
 
 def small_model(scale: int = 2, context: str = "overlap", window: int = 8) -> SRFormer:
@@ -34,7 +30,7 @@ def small_model(scale: int = 2, context: str = "overlap", window: int = 8) -> SR
     )
 
 
-@pytest.mark.parametrize("preset", ["tiny", "light"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "light"])
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("size", [(1, 1), (7, 13), (17, 16), (3, 40)])
 def test_output_shape_any_size(preset, scale, size):
@@ -55,7 +51,8 @@ def test_base_preset_shape(scale):
 
 
 @pytest.mark.parametrize(
-    ("preset", "low", "high"), [("tiny", 0, 250_000), ("light", 280_000, 360_000), ("base", 10e6, 12e6)]
+    ("preset", "low", "high"),
+    [("tiny", 0, 250_000), ("small", 350_000, 450_000), ("light", 700_000, 900_000), ("base", 10e6, 12e6)],
 )
 def test_preset_parameter_budgets(preset, low, high):
     for scale in (2, 3, 4):
@@ -63,16 +60,45 @@ def test_preset_parameter_budgets(preset, low, high):
         assert low <= n <= high, (preset, scale, n)
 
 
-def test_preset_context_can_be_replaced():
-    light = build_model("light", 4)
-    assert light.config["context"] == "none" and all(group.cross is None for group in light.groups)
-    grown = build_model("light", 4, context="overlap")
-    assert all(group.cross is not None for group in grown.groups)
-    assert {k: v for k, v in grown.config.items() if k != "context"} == {
-        k: v for k, v in light.config.items() if k != "context"
+def _attention_kinds(model) -> tuple[int, int]:
+    """(self-attention modules, modules whose class name says cross-attention) in ``model``."""
+    names = [type(m).__name__ for m in model.modules()]
+    return sum(name == "WindowSelfAttention" for name in names), sum("CrossAttention" in name for name in names)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_has_self_and_cross_attention_unless_asked_not_to(preset):
+    model = build_model(preset, 4)
+    self_attention, cross_attention = _attention_kinds(model)
+    assert self_attention > 0 and cross_attention > 0
+    assert all(group.cross is not None for group in model.groups)
+    ablation = build_model(preset, 4, context="none")
+    assert _attention_kinds(ablation) == (self_attention, 0)
+    assert {k: v for k, v in ablation.config.items() if k != "context"} == {
+        k: v for k, v in model.config.items() if k != "context"
     }
+
+
+def test_preset_context_can_be_replaced():
+    assert build_model("light", 4, context="shallow").config["context"] == "shallow"
     with pytest.raises(ValueError, match="context"):
         build_model("tiny", 4, context="global")
+
+
+@pytest.mark.parametrize("name", ["x4", "x4_tiny", "x2"])
+def test_shipped_models_are_named_presets(name):
+    """Every shipped architecture is a preset: ``build_model(preset, scale)`` loads its weights strictly."""
+    from safetensors.torch import load_file
+
+    from srformer.checkpoint import preset_of
+
+    path = shipped.model_path(name)
+    info = json.loads(path.with_suffix(".json").read_text())
+    preset = preset_of(info["arch"])
+    assert preset in PRESETS
+    model = build_model(preset, info["arch"]["scale"])
+    model.load_state_dict(load_file(str(path)), strict=True)
+    assert load_model(path).config == model.config
 
 
 def test_unknown_preset_and_scale_are_rejected():
@@ -85,8 +111,9 @@ def test_unknown_preset_and_scale_are_rejected():
 @pytest.mark.parametrize("context", ["overlap", "shallow", "none"])
 def test_gradients_reach_every_parameter(context):
     model = small_model(context=context)
-    with torch.no_grad():  # the zero-initialised output conv blocks gradients until its first update
-        model.upsampler[0].weight.normal_(std=0.01)
+    with torch.no_grad():  # zero-initialised layers (output conv, cross-attention branches) block gradients
+        for p in model.parameters():  # until their first update: move every weight off its initial value
+            p.add_(0.01 * torch.randn_like(p))
     model(torch.rand(2, 3, 12, 20)).square().mean().backward()
     dead = [name for name, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not dead
@@ -101,37 +128,68 @@ def test_config_rebuilds_the_same_architecture():
     ]
 
 
-def test_shift_mask_is_derived_not_saved():
+def test_geometry_is_derived_not_saved():
     model = small_model()
-    assert "shift_mask" not in model.state_dict()
+    assert not any("geometry" in k or "mask" in k for k in model.state_dict())
     with torch.no_grad():
         model(torch.rand(1, 3, 8, 8))
-        small = model.shift_mask.shape
+        small = model.geometry.shift_mask(8, 8, torch.device("cpu"))
         model(torch.rand(1, 3, 20, 30))
-    assert model.shift_mask.shape != small
-    assert model.shift_mask.shape[0] == (24 // 8) * (32 // 8)
+    large = model.geometry.shift_mask(24, 32, torch.device("cpu"))
+    assert large.shape[0] == (24 // 8) * (32 // 8) != small.shape[0]
+    assert model.geometry.shift == model.window_size // 2
 
 
-def test_window_partition_round_trip():
+@pytest.mark.parametrize("shifted", [False, True])
+def test_window_partition_round_trip(shifted):
+    geometry = WindowGeometry(8)
     x = torch.randn(2, 16, 24, 5)
-    windows = window_partition(x, 8)
+    windows = geometry.partition(x, shifted)
     assert windows.shape == (6, 2, 64, 5)
-    assert torch.equal(windows[1, 1].view(8, 8, 5), x[1, 0:8, 8:16])
-    assert torch.equal(window_reverse(windows, 8, 16, 24), x)
+    if not shifted:
+        assert torch.equal(windows[1, 1].view(8, 8, 5), x[1, 0:8, 8:16])
+    else:  # after the cyclic shift by 4, window 0 starts at pixel (4, 4)
+        assert torch.equal(windows[0, 1].view(8, 8, 5), x[1, 4:12, 4:12])
+    assert torch.equal(geometry.merge(windows, 16, 24, shifted), x)
+
+
+@pytest.mark.parametrize(("shifted", "overlap"), [(False, 0), (True, 0), (False, 3)])
+def test_token_positions_are_what_the_windows_hold(shifted, overlap):
+    """The positions srformer.explain asks for are the ones the forward pass gathers."""
+    geometry = WindowGeometry(8)
+    ys, xs = torch.meshgrid(torch.arange(16), torch.arange(24), indexing="ij")
+    coordinates = torch.stack([ys, xs], dim=-1).unsqueeze(0)  # (1, H, W, 2): each pixel's own position
+    cut = geometry.enlarged_partition(coordinates, overlap) if overlap else geometry.partition(coordinates, shifted)
+    assert torch.equal(geometry.token_positions(16, 24, shifted=shifted, overlap=overlap), cut[:, 0])
 
 
 def test_enlarged_windows_are_centred_on_the_windows():
+    geometry = WindowGeometry(8)
     x = torch.randn(2, 16, 24, 3)
-    window, overlap = 8, 3
-    big = enlarged_window_partition(x, window, overlap)
-    size = window + 2 * overlap
+    overlap = 3
+    big = geometry.enlarged_partition(x, overlap)
+    size = 8 + 2 * overlap
     assert big.shape == (6, 2, size * size, 3)
     centre = big.view(6, 2, size, size, 3)[:, :, overlap:-overlap, overlap:-overlap]
-    assert torch.equal(centre.reshape(6, 2, -1, 3), window_partition(x, window))
+    assert torch.equal(centre.reshape(6, 2, -1, 3), geometry.partition(x))
     # Window (row 1, col 1) = index 4: its band reaches 3 pixels into every neighbour.
     padded = F.pad(x.permute(0, 3, 1, 2), (3, 3, 3, 3), mode="reflect").permute(0, 2, 3, 1)
     expected = padded[:, 8 : 8 + size, 8 : 8 + size]
     assert torch.equal(big[4].view(2, size, size, 3), expected)
+    # At the top-left corner the band is reflected: positions before reflection reach outside the map.
+    unreflected = geometry.token_positions(16, 24, overlap=overlap, reflect=False)
+    assert unreflected[0].min() == -overlap and unreflected[-1].max() == 24 + overlap - 1
+
+
+@pytest.mark.parametrize("size", [(7, 13), (16, 17), (33, 50), (1, 1), (5, 40), (40, 5), (16, 16), (15, 2)])
+def test_padding_reflects_unless_the_input_is_smaller_than_the_pad(size):
+    geometry = WindowGeometry(16)
+    x = torch.rand(2, 3, *size)
+    height, width = size
+    pad_h, pad_w = -height % 16, -width % 16
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    assert torch.equal(geometry.pad(x), F.pad(x, (0, pad_w, 0, pad_h), mode=mode))
+    assert geometry.padded_size(height, width) == (height + pad_h, width + pad_w)
 
 
 def naive_attention(q, k, v, mask=None):
@@ -167,7 +225,7 @@ def test_window_self_attention_matches_per_head_reference():
 
 
 def test_shifted_window_mask_regions():
-    mask = shifted_window_mask(16, 16, 8, 4, torch.device("cpu"))
+    mask = WindowGeometry(8).shift_mask(16, 16, torch.device("cpu"))
     assert mask.shape == (4, 1, 64, 64)
     allowed = mask == 0
     assert allowed[0].all()  # the top-left window holds a single region
@@ -178,34 +236,33 @@ def test_shifted_window_mask_regions():
 
 def _shifted_block(window=16):
     torch.manual_seed(0)
-    return SelfAttentionBlock(dim=8, num_heads=2, window=window, shift=window // 2, mlp_ratio=2.0).eval()
+    return SelfAttentionBlock(dim=8, num_heads=2, geometry=WindowGeometry(window), shifted=True, mlp_ratio=2.0).eval()
 
 
-def test_shifted_windows_do_not_attend_across_regions():
+def test_shifted_windows_do_not_attend_across_regions(monkeypatch):
     """Perturbation test: after the cyclic shift, original pixel (0, 0) lands in the same window as pixel
     (31, 31) but in another region; it must not influence (31, 31). Pixel (24, 24) (same region) must."""
     block = _shifted_block()
     x = torch.randn(1, 32, 32, 8)
-    mask = shifted_window_mask(32, 32, 16, 8, x.device)
 
-    def change_at_31_31(pixel, use_mask):
+    def change_at_31_31(pixel):
         y = x.clone()
         y[0, pixel[0], pixel[1]] += 5.0 * torch.randn(8)
         with torch.no_grad():
-            a = block(x, mask if use_mask else None)
-            b = block(y, mask if use_mask else None)
-        return (a[0, 31, 31] - b[0, 31, 31]).abs().max().item()
+            return (block(x)[0, 31, 31] - block(y)[0, 31, 31]).abs().max().item()
 
-    assert change_at_31_31((0, 0), use_mask=True) == 0.0
-    assert change_at_31_31((24, 24), use_mask=True) > 1e-4
+    assert change_at_31_31((0, 0)) == 0.0
+    assert change_at_31_31((24, 24)) > 1e-4
     # Control: without the mask the wrapped pixel does leak in, so the test above can fail.
-    assert change_at_31_31((0, 0), use_mask=False) > 1e-4
+    monkeypatch.setattr(block.geometry, "shift_mask", lambda *size: None)
+    assert change_at_31_31((0, 0)) > 1e-4
 
 
 def test_cross_attention_context_inside_window_matters_outside_does_not():
     """The centre window (rows/cols 16..31) sees context rows/cols 12..35 (overlap 4)."""
     torch.manual_seed(0)
-    block = CrossAttentionBlock(dim=8, context_dim=8, num_heads=2, window=16, overlap=4, mlp_ratio=2.0).eval()
+    geometry = WindowGeometry(16)
+    block = CrossAttentionBlock(dim=8, context_dim=8, num_heads=2, geometry=geometry, overlap=4, mlp_ratio=2.0).eval()
     x = torch.randn(1, 48, 48, 8)
     context = torch.randn(1, 48, 48, 8)
     with torch.no_grad():
@@ -288,6 +345,47 @@ def test_starts_as_bicubic_with_image_residual():
     model(x).mean().backward()
     assert model.groups[0].blocks[0].attn.qkv.weight.grad.abs().sum() == 0  # blocked by the zero conv...
     assert model.upsampler[0].weight.grad.abs().sum() > 0  # ...which itself learns first
+
+
+def test_cross_attention_blocks_start_as_identities_and_learn():
+    """Zero-initialised residual branches (HAT-style): a new MHCA block passes its input on unchanged, and its
+    zeroed layers receive gradients, so it starts learning at the first step."""
+    model = build_model("tiny", 2)
+    h = torch.randn(1, 32, 16, 48)
+    for group in model.groups:
+        with torch.no_grad():
+            assert torch.equal(group.cross(h, h), h)
+    with torch.no_grad():
+        model.upsampler[0].weight.normal_(std=0.01)
+    model(torch.rand(1, 3, 20, 20)).square().mean().backward()
+    cross = model.groups[0].cross
+    for layer in (cross.pos.conv, cross.attn.proj, cross.mlp.fc2):
+        assert layer.weight.grad.abs().sum() > 0
+
+
+SHIPPED_OUTPUTS = {  # output[(image, channel, row, col)] at four points, recorded before window geometry moved
+    ("srformer_x4", (7, 13)): [0.836072, 0.485068, 0.148218, 0.522564],
+    ("srformer_x4", (16, 17)): [0.983443, 0.509084, 0.260447, 0.89511],
+    ("srformer_x4", (33, 50)): [0.636541, 1.067068, 0.158377, 0.874524],
+    ("srformer_x4_tiny", (7, 13)): [0.840007, 0.480754, 0.154755, 0.518497],
+    ("srformer_x4_tiny", (16, 17)): [0.999916, 0.530269, 0.20877, 0.883338],
+    ("srformer_x4_tiny", (33, 50)): [0.622256, 1.082827, 0.15207, 0.88996],
+    ("srformer_x2", (7, 13)): [0.81903, 0.412444, 0.184601, 0.705295],
+    ("srformer_x2", (16, 17)): [1.006089, 0.508803, 0.373887, 0.425868],
+    ("srformer_x2", (33, 50)): [0.599617, 0.945709, 0.213297, 0.809191],
+}
+
+
+@pytest.mark.parametrize(("name", "size"), list(SHIPPED_OUTPUTS))
+def test_shipped_models_give_their_recorded_outputs(name, size):
+    model = load_model(shipped.model_path(name)).eval()
+    x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(size[0] * 100 + size[1]))
+    with torch.no_grad():
+        y = model(x)
+    H, W = y.shape[-2:]
+    points = [(1, 0, 0, 0), (0, 1, H // 2, W // 3), (1, 2, H - 1, W - 1), (0, 0, H - 3, 5)]
+    got = torch.tensor([y[p].item() for p in points])
+    torch.testing.assert_close(got, torch.tensor(SHIPPED_OUTPUTS[name, size]), atol=1e-5, rtol=0)
 
 
 def test_presets_are_plain_data():

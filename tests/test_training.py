@@ -222,7 +222,7 @@ def test_grown_model_starts_as_its_source_and_x4_reuses_x2(tmp_path: Path) -> No
         parameter.data.normal_(0.0, 0.05)
     source = save_weights(tiny, tmp_path / "tiny.safetensors")
 
-    grown = build_model("light", 4, context="overlap")  # the light layout with tiny's cross-attention
+    grown = build_model("small", 4)  # tiny's groups, twice (experiment=bsd400_x4_grown)
     assert grown.config["dim"] == tiny.config["dim"] and len(grown.groups) > len(tiny.groups)
     fresh = load_matching_weights(grown, str(source))
     assert fresh and all(name.startswith(("groups.2.", "groups.3.")) for name in fresh)

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from srformer.data.benchmark_degradations import BICUBIC, check_degradation, prepare_all_degraded
 from srformer.data.cache import ImageCache, default_cache_dir
 from srformer.data.datasets import CachedPair, EvalDataset, PatchDataset, collate_patches, find_pairs
 from srformer.data.photos import write_skimage_photos
@@ -27,7 +28,11 @@ class SRDataModule(pl.LightningDataModule):
     Train batches: ``{"lr": float32 (B, 3, p, p), "hr": float32 (B, 3, p*s, p*s)}`` in [0, 1].
     Validation/test: one loader per set, in the order of :attr:`val_set_names` / :attr:`test_set_names`,
     batch size 1: ``{"lr": (1, 3, h, w), "hr": (1, 3, h*s, w*s), "name": [file name]}`` with HR cropped to
-    a multiple of the scale and LR its MATLAB bicubic downscale at uint8 levels.
+    a multiple of the scale and LR its MATLAB bicubic downscale at uint8 levels (or, for sets named in
+    ``degradations``, the LR of a fixed benchmark degradation).
+
+    Random real-world degradations of the training LR are made on the device by the LightningModule
+    (``configs/degradation/``); the training batches here keep the bicubic LR.
 
     Args:
         train_dirs: folders of training images (HR-only, DIV2K ``DIV2K_train_HR`` or ``HR/`` +
@@ -47,6 +52,9 @@ class SRDataModule(pl.LightningDataModule):
         persistent_workers: keep training workers alive between epochs.
         skimage_photos_dir: if set, :meth:`prepare_data` first writes scikit-image's bundled photos into
             ``<dir>/train`` and ``<dir>/val`` (the offline quickstart data).
+        degradations: validation/test set name -> benchmark degradation of its LR (``D1``, ``jpeg30``,
+            ``noise10``: :mod:`srformer.data.benchmark_degradations`); sets not named use bicubic. The
+            same folder can thus be validated clean and degraded under two names.
     """
 
     def __init__(
@@ -65,6 +73,7 @@ class SRDataModule(pl.LightningDataModule):
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
         skimage_photos_dir: str | None = None,
+        degradations: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         if scale < 1 or patch_size < 1 or batch_size < 1 or patches_per_image < 1:
@@ -85,6 +94,10 @@ class SRDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.skimage_photos_dir = skimage_photos_dir
+        self.degradations = {name: check_degradation(d) for name, d in (degradations or {}).items()}
+        unknown = set(self.degradations) - set(self.val_dirs) - set(self.test_dirs)
+        if unknown:
+            raise DataError(f"degradations name sets that are neither validation nor test sets: {sorted(unknown)}")
         self.train_set: PatchDataset | None = None
         self.val_sets: list[EvalDataset] = []
         self.test_sets: list[EvalDataset] = []
@@ -102,9 +115,15 @@ class SRDataModule(pl.LightningDataModule):
     def _cache(self) -> ImageCache:
         return ImageCache(Path(self.cache_dir) if self.cache_dir else default_cache_dir() / "decoded")
 
-    def _prepare_folder(self, folder: str, what: str, limit: int | None = None) -> list[CachedPair]:
+    def _prepare_folder(
+        self, folder: str, what: str, limit: int | None = None, degradation: str = BICUBIC
+    ) -> list[CachedPair]:
         pairs = find_pairs(folder, self.scale)[:limit]
-        return self._cache().prepare_all(pairs, self.scale, what)
+        return prepare_all_degraded(self._cache(), pairs, self.scale, degradation, what)
+
+    def _prepare_eval_set(self, name: str, folder: str, limit: int | None = None) -> list[CachedPair]:
+        degradation = self.degradations.get(name, BICUBIC)
+        return self._prepare_folder(folder, f"{name} ({folder}, {degradation} LR)", limit, degradation)
 
     def _prepare_train(self) -> list[CachedPair]:
         if not self.train_dirs:
@@ -117,7 +136,7 @@ class SRDataModule(pl.LightningDataModule):
             write_skimage_photos(self.skimage_photos_dir)
         self._prepare_train()
         for name, folder in {**self.val_dirs, **self.test_dirs}.items():
-            self._prepare_folder(folder, f"{name} ({folder})")
+            self._prepare_eval_set(name, folder)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None) and self.train_set is None:
@@ -131,13 +150,12 @@ class SRDataModule(pl.LightningDataModule):
                 )
         if stage in ("fit", "validate", None) and not self.val_sets:
             self.val_sets = [
-                EvalDataset(self._prepare_folder(folder, f"{name} ({folder})", self.max_val_images), self.scale)
+                EvalDataset(self._prepare_eval_set(name, folder, self.max_val_images), self.scale)
                 for name, folder in self.val_dirs.items()
             ]
         if stage in ("test", None) and not self.test_sets:
             self.test_sets = [
-                EvalDataset(self._prepare_folder(folder, f"{name} ({folder})"), self.scale)
-                for name, folder in self.test_dirs.items()
+                EvalDataset(self._prepare_eval_set(name, folder), self.scale) for name, folder in self.test_dirs.items()
             ]
 
     def _pin(self) -> bool:

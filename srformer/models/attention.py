@@ -1,4 +1,4 @@
-"""Windows and attention: the one shared home for every attention block.
+"""Attention: the one shared home for every attention block (window geometry: :mod:`srformer.models.geometry`).
 
 Feature maps inside the transformer body are kept as ``(B, H, W, C)`` ("tokens last"), so that LayerNorm and
 the linear layers work on contiguous rows and no block converts layouts back and forth.
@@ -18,68 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def window_partition(x: Tensor, window: int) -> Tensor:
-    """Cut a feature map into non-overlapping windows.
-
-    Args:
-        x: ``(B, H, W, C)`` with ``H`` and ``W`` multiples of ``window``.
-    Returns:
-        ``(nW, B, window * window, C)``, windows in raster order.
-    """
-    B, H, W, C = x.shape
-    x = x.view(B, H // window, window, W // window, window, C)
-    return x.permute(1, 3, 0, 2, 4, 5).reshape(-1, B, window * window, C)
-
-
-def window_reverse(windows: Tensor, window: int, height: int, width: int) -> Tensor:
-    """Inverse of :func:`window_partition`: ``(nW, B, window**2, C)`` -> ``(B, H, W, C)``."""
-    nW, B, N, C = windows.shape
-    x = windows.view(height // window, width // window, B, window, window, C)
-    return x.permute(2, 0, 3, 1, 4, 5).reshape(B, height, width, C)
-
-
-def enlarged_window_partition(x: Tensor, window: int, overlap: int) -> Tensor:
-    """Cut a feature map into windows enlarged by ``overlap`` pixels on every side.
-
-    Window ``i`` of :func:`window_partition` and window ``i`` here share a centre, so a query window can
-    attend to its own pixels and to a band of ``overlap`` pixels of its neighbours. At the image border the
-    band is filled by reflection, the same padding the network uses to reach a window multiple, so no key
-    needs masking.
-
-    Args:
-        x: ``(B, H, W, C)`` with ``H`` and ``W`` multiples of ``window`` and ``overlap < min(H, W)``.
-    Returns:
-        ``(nW, B, (window + 2 * overlap) ** 2, C)``.
-    """
-    B, H, W, C = x.shape
-    size = window + 2 * overlap
-    padded = F.pad(x.permute(0, 3, 1, 2), (overlap, overlap, overlap, overlap), mode="reflect")
-    # unfold returns views: (B, C, nH, nW, size, size); the reshape below is the single copy.
-    patches = padded.unfold(2, size, window).unfold(3, size, window)
-    return patches.permute(2, 3, 0, 4, 5, 1).reshape(-1, B, size * size, C)
-
-
-def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> Tensor:
-    """Which token pairs may attend to each other after a cyclic shift by ``shift`` pixels.
-
-    After ``torch.roll(x, (-shift, -shift))`` the windows on the last row and column hold pixels from
-    opposite image borders; they must only attend within their own region, as in Swin Transformer.
-
-    Returns:
-        float ``(nW, 1, N, N)``: 0 where attention is allowed, -inf where it is not (``N = window ** 2``).
-        An additive float mask, because a boolean one is converted to this on every attention call.
-    """
-    region = torch.zeros(height, width, dtype=torch.long, device=device)
-    bounds = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
-    label = 0
-    for rows in bounds:
-        for cols in bounds:
-            region[rows, cols] = label
-            label += 1
-    windows = window_partition(region.view(1, height, width, 1), window).view(-1, window * window)
-    allowed = (windows[:, :, None] == windows[:, None, :]).unsqueeze(1)
-    return torch.zeros(allowed.shape, device=device).masked_fill_(~allowed, float("-inf"))
+from srformer.models.geometry import WindowGeometry
 
 
 def split_heads(x: Tensor, num_heads: int) -> Tensor:
@@ -183,14 +122,21 @@ class WindowCrossAttention(CapturingAttention):
     Keys and values are projected on the whole context map *before* it is cut into overlapping windows:
     each context pixel is projected once instead of once per window that sees it, (1 + 2 * overlap /
     window) ** 2 times fewer FLOPs in that projection.
+
+    Args:
+        dim: channels of the queries and of the output.
+        context_dim: channels of the context.
+        num_heads: attention heads.
+        geometry: the network's window geometry (window size, enlarged windows).
+        overlap: pixels by which the context window extends the query window on each side.
     """
 
-    def __init__(self, dim: int, context_dim: int, num_heads: int, window: int, overlap: int) -> None:
+    def __init__(self, dim: int, context_dim: int, num_heads: int, geometry: WindowGeometry, overlap: int) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.window = window
+        self.geometry = geometry
         self.overlap = overlap
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(context_dim, 2 * dim)
@@ -199,11 +145,11 @@ class WindowCrossAttention(CapturingAttention):
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         """x: ``(B, H, W, C)`` queries; context: ``(B, H, W, C_ctx)`` -> ``(B, H, W, C)``."""
         B, H, W, _ = x.shape
-        q = split_heads(window_partition(self.q(x), self.window), self.num_heads)
-        kv = enlarged_window_partition(self.kv(context), self.window, self.overlap)
+        q = split_heads(self.geometry.partition(self.q(x)), self.num_heads)
+        kv = self.geometry.enlarged_partition(self.kv(context), self.overlap)
         k, v = (split_heads(t, self.num_heads) for t in kv.chunk(2, dim=-1))
         out = merge_heads(self._attend(q, k, v), B)
-        return window_reverse(self.proj(out), self.window, H, W)
+        return self.geometry.merge(self.proj(out), H, W)
 
 
 class Mlp(nn.Module):

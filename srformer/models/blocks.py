@@ -1,7 +1,9 @@
 """Transformer and convolution blocks of the network.
 
 Every transformer block works on ``(B, H, W, C)`` feature maps whose height and width are multiples of the
-window size (the network pads its input once, see :class:`srformer.models.network.SRFormer`).
+window size (the network pads its input once, see :class:`srformer.models.network.SRFormer`). Where each
+token goes (windows, shifted windows, enlarged windows, the shift mask) is the network's
+:class:`~srformer.models.geometry.WindowGeometry`, shared by all its blocks.
 
 Positional information comes from a depthwise 3x3 convolution at the start of each block (a conditional
 positional encoding, Chu et al. 2021) rather than a relative-position bias table, chosen by measurement
@@ -17,16 +19,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
-from srformer.models.attention import (
-    Mlp,
-    WindowCrossAttention,
-    WindowSelfAttention,
-    window_partition,
-    window_reverse,
-)
+from srformer.models.attention import Mlp, WindowCrossAttention, WindowSelfAttention
+from srformer.models.geometry import WindowGeometry
 
 ContextKind = Literal["overlap", "shallow", "none"]
 
@@ -53,41 +49,34 @@ class ConvPositionEncoding(nn.Module):
 
 
 class SelfAttentionBlock(nn.Module):
-    """Pre-norm windowed multi-head self-attention block (optionally on shifted windows) with an MLP.
+    """Pre-norm windowed multi-head self-attention block (on regular or shifted windows) with an MLP.
 
     Args:
         dim: channels ``C``.
         num_heads: attention heads; ``dim / num_heads`` is the head size.
-        window: window side in pixels.
-        shift: cyclic shift in pixels before cutting windows (0 for regular windows, ``window // 2`` for
-            shifted ones, which connect neighbouring windows of the previous block).
+        geometry: the network's window geometry.
+        shifted: attend within windows shifted by ``geometry.shift`` pixels, which connect neighbouring
+            windows of the previous block.
         mlp_ratio: hidden width of the MLP as a multiple of ``dim``.
     """
 
-    def __init__(self, dim: int, num_heads: int, window: int, shift: int, mlp_ratio: float) -> None:
+    def __init__(self, dim: int, num_heads: int, geometry: WindowGeometry, shifted: bool, mlp_ratio: float) -> None:
         super().__init__()
-        if not 0 <= shift < window:
-            raise ValueError(f"shift must be in [0, window), got {shift} for window {window}")
-        self.window = window
-        self.shift = shift
+        self.geometry = geometry
+        self.shifted = shifted
         self.pos = ConvPositionEncoding(dim)
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowSelfAttention(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: Tensor, shift_mask: Tensor | None) -> Tensor:
-        """x: ``(B, H, W, C)``; shift_mask: additive ``(nW, 1, N, N)`` for this size (used if shifted)."""
-        B, H, W, C = x.shape
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``."""
+        _, H, W, _ = x.shape
         x = self.pos(x)
-        h = self.norm1(x)
-        if self.shift:
-            h = torch.roll(h, shifts=(-self.shift, -self.shift), dims=(1, 2))
-        windows = self.attn(window_partition(h, self.window), shift_mask if self.shift else None)
-        h = window_reverse(windows, self.window, H, W)
-        if self.shift:
-            h = torch.roll(h, shifts=(self.shift, self.shift), dims=(1, 2))
-        x = x + h
+        windows = self.geometry.partition(self.norm1(x), self.shifted)
+        mask = self.geometry.shift_mask(H, W, x.device) if self.shifted else None
+        x = x + self.geometry.merge(self.attn(windows, mask), H, W, self.shifted)
         return x + self.mlp(self.norm2(x))
 
 
@@ -98,18 +87,31 @@ class CrossAttentionBlock(nn.Module):
     same window enlarged by ``overlap`` pixels per side. With ``context = x`` (the ``overlap`` kind) each
     window sees across its borders; with the stem's shallow features (the ``shallow`` kind) the deep path
     can fetch high-frequency detail that deep layers tend to smooth away.
+
+    The block starts as an identity (:meth:`start_as_identity`, called by the network after its generic
+    initialisation): its three residual branches (position convolution, attention, MLP) start at zero, so a
+    new cross-attention block cannot disturb the features the self-attention blocks pass on before it has
+    learnt something to add (as HAT scales its new branch down "to avoid optimization conflict").
     """
 
-    def __init__(self, dim: int, context_dim: int, num_heads: int, window: int, overlap: int, mlp_ratio: float) -> None:
+    def __init__(
+        self, dim: int, context_dim: int, num_heads: int, geometry: WindowGeometry, overlap: int, mlp_ratio: float
+    ) -> None:
         super().__init__()
-        if not 0 < overlap < window:
-            raise ValueError(f"overlap must be in (0, window), got {overlap} for window {window}")
+        if not 0 < overlap < geometry.window:
+            raise ValueError(f"overlap must be in (0, window), got {overlap} for window {geometry.window}")
         self.pos = ConvPositionEncoding(dim)
         self.norm_q = nn.LayerNorm(dim)
         self.norm_context = nn.LayerNorm(context_dim)
-        self.attn = WindowCrossAttention(dim, context_dim, num_heads, window, overlap)
+        self.attn = WindowCrossAttention(dim, context_dim, num_heads, geometry, overlap)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def start_as_identity(self) -> None:
+        """Zero the last layer of each residual branch: the block then returns its input unchanged."""
+        for layer in (self.pos.conv, self.attn.proj, self.mlp.fc2):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
         """x: ``(B, H, W, C)``; context: ``(B, H, W, C_ctx)`` -> ``(B, H, W, C)``."""
@@ -126,7 +128,7 @@ class ResidualGroup(nn.Module):
         dim: channels.
         depth: number of self-attention blocks.
         num_heads: attention heads.
-        window: window side.
+        geometry: the network's window geometry.
         mlp_ratio: MLP width multiple.
         context: where the cross-attention block takes keys/values from: ``"overlap"`` (this group's deep
             features), ``"shallow"`` (the stem's features) or ``"none"`` (no cross-attention block).
@@ -138,7 +140,7 @@ class ResidualGroup(nn.Module):
         dim: int,
         depth: int,
         num_heads: int,
-        window: int,
+        geometry: WindowGeometry,
         mlp_ratio: float,
         context: ContextKind,
         overlap: int,
@@ -146,17 +148,18 @@ class ResidualGroup(nn.Module):
         super().__init__()
         self.context = context
         self.blocks = nn.ModuleList(
-            SelfAttentionBlock(dim, num_heads, window, shift=(window // 2) * (i % 2), mlp_ratio=mlp_ratio)
-            for i in range(depth)
+            SelfAttentionBlock(dim, num_heads, geometry, shifted=i % 2 == 1, mlp_ratio=mlp_ratio) for i in range(depth)
         )
-        self.cross = None if context == "none" else CrossAttentionBlock(dim, dim, num_heads, window, overlap, mlp_ratio)
+        self.cross = (
+            None if context == "none" else CrossAttentionBlock(dim, dim, num_heads, geometry, overlap, mlp_ratio)
+        )
         self.conv = nn.Conv2d(dim, dim, 3, padding=1)
 
-    def forward(self, x: Tensor, shallow: Tensor, shift_mask: Tensor | None) -> Tensor:
-        """x, shallow: ``(B, H, W, C)``; shift_mask: ``(nW, 1, N, N)`` -> ``(B, H, W, C)``."""
+    def forward(self, x: Tensor, shallow: Tensor) -> Tensor:
+        """x, shallow: ``(B, H, W, C)`` -> ``(B, H, W, C)``."""
         h = x
         for block in self.blocks:
-            h = block(h, shift_mask)
+            h = block(h)
         if self.cross is not None:
             h = self.cross(h, shallow if self.context == "shallow" else h)
         return x + to_channels_last(self.conv(to_channels_first(h)))

@@ -3,7 +3,7 @@
 Shapes through the network for an input ``(B, 3, H, W)`` at scale ``s`` with ``C`` channels and window ``w``::
 
     input            (B, 3, H, W)           float in [0, 1]
-    pad (reflect)    (B, 3, Hp, Wp)         Hp, Wp: H, W rounded up to a multiple of w
+    pad (reflect)    (B, 3, Hp, Wp)         Hp, Wp: H, W rounded up to a multiple of w (WindowGeometry.pad)
     stem             (B, C, Hp, Wp)         conv3x3 + residual conv blocks  -> "shallow" features
     body             (B, Hp, Wp, C)         residual groups of window attention, tokens-last layout
     conv + long skip (B, C, Hp, Wp)         conv3x3(body) + shallow
@@ -15,12 +15,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from srformer.models.attention import shifted_window_mask
-from srformer.models.blocks import ContextKind, ResBlock, ResidualGroup, to_channels_first, to_channels_last
+from srformer.models.blocks import (
+    ContextKind,
+    CrossAttentionBlock,
+    ResBlock,
+    ResidualGroup,
+    to_channels_first,
+    to_channels_last,
+)
+from srformer.models.geometry import WindowGeometry
 
 UpsamplerKind = Literal["pixelshuffle_direct", "pixelshuffle"]
 
@@ -110,21 +116,23 @@ class SRFormer(nn.Module):
         self.scale = scale
         self.window_size = window_size
         self.image_residual = image_residual
+        # Padding, windows and the shift mask, for every block; holds no weights (only a per-size cache).
+        self.geometry = WindowGeometry(window_size)
 
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, dim, 3, padding=1), *(ResBlock(dim) for _ in range(stem_blocks))
         )
         self.groups = nn.ModuleList(
-            ResidualGroup(dim, depth, num_heads, window_size, mlp_ratio, context, context_overlap) for depth in depths
+            ResidualGroup(dim, depth, num_heads, self.geometry, mlp_ratio, context, context_overlap) for depth in depths
         )
         self.norm = nn.LayerNorm(dim)
         self.conv_after_body = nn.Conv2d(dim, dim, 3, padding=1)
         self.upsampler = PixelShuffleUpsampler(upsampler, dim, scale, in_channels, upsampler_features)
 
-        # Derived from the input size, never saved: recomputed when the padded size changes.
-        self.register_buffer("shift_mask", torch.empty(0), persistent=False)
-        self._shift_mask_size: tuple[int, int] | None = None
         self.apply(_init_weights)
+        for module in self.modules():
+            if isinstance(module, CrossAttentionBlock):
+                module.start_as_identity()
         if image_residual:
             # Start as exactly the bicubic upscale: the body then only has to learn the missing detail,
             # instead of first unlearning a random output (measured: 10 dB at init otherwise).
@@ -132,33 +140,18 @@ class SRFormer(nn.Module):
             nn.init.zeros_(last_conv.weight)
             nn.init.zeros_(last_conv.bias)
 
-    def _get_shift_mask(self, height: int, width: int, device: torch.device) -> Tensor:
-        if self._shift_mask_size != (height, width) or self.shift_mask.device != device:
-            w = self.window_size
-            self.shift_mask = shifted_window_mask(height, width, w, w // 2, device)
-            self._shift_mask_size = (height, width)
-        return self.shift_mask
-
     def pad_to_window(self, x: Tensor) -> Tensor:
-        """Pad ``(B, C, H, W)`` on the bottom/right to a multiple of the window (reflect where possible)."""
-        H, W = x.shape[-2:]
-        pad_h, pad_w = -H % self.window_size, -W % self.window_size
-        if pad_h == 0 and pad_w == 0:
-            return x
-        # Reflection needs the pad to be smaller than the image; tiny inputs fall back to edge replication.
-        mode = "reflect" if pad_h < H and pad_w < W else "replicate"
-        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        """Pad ``(B, C, H, W)`` on the bottom/right to a multiple of the window (see :meth:`WindowGeometry.pad`)."""
+        return self.geometry.pad(x)
 
     def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Stem and body on a padded input ``(B, 3, Hp, Wp)`` -> (deep, shallow), both ``(B, C, Hp, Wp)``."""
         shallow = self.stem(x)
-        Hp, Wp = shallow.shape[-2:]
-        shift_mask = self._get_shift_mask(Hp, Wp, x.device)
         # Contiguous once here: every LayerNorm downstream would otherwise copy a strided view of it.
         shallow_tokens = to_channels_last(shallow).contiguous()
         h = shallow_tokens
         for group in self.groups:
-            h = group(h, shallow_tokens, shift_mask)
+            h = group(h, shallow_tokens)
         return to_channels_first(self.norm(h)), shallow
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,4 +1,9 @@
-"""Named model sizes, from a CPU-trainable ``tiny`` to a SwinIR/HAT-class ``base``."""
+"""Named model sizes, from a CPU-trainable ``tiny`` to a SwinIR/HAT-class ``base``.
+
+Every preset has windowed self-attention (MHSA) blocks and, closing each residual group, one windowed
+cross-attention (MHCA) block; ``context="none"`` (``build_model(..., context="none")``) drops the latter for
+ablations. Every shipped model's architecture is a preset, so ``build_model(name, scale)`` rebuilds it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from srformer.models.network import SRFormer
 
 #: Architecture settings of each preset (everything but the scale).
 PRESETS: dict[str, dict[str, Any]] = {
-    # ~0.2M parameters: trains on a laptop CPU.
+    # ~0.24M parameters: trains on a laptop CPU. The shipped x4_tiny and x2 models (srformer/weights/).
     "tiny": {
         "dim": 48,
         "depths": [2, 2],
@@ -21,18 +26,31 @@ PRESETS: dict[str, dict[str, Any]] = {
         "stem_blocks": 1,
         "upsampler": "pixelshuffle_direct",
     },
-    # ~0.3M parameters: tiny's width in twice the groups, self-attention only. Both choices measured at an
-    # equal training budget (docs/BENCHMARKS.md): the 0.83M C=64 [3, 3, 3, 3] preset it replaced scored the
-    # same at twice the FLOPs, and in this depth cross-attention blocks slowed learning (MHSA only: +0.38 dB
-    # on Set5 at 1,500 steps, 1.6x the speed). ``context="overlap"`` gives tiny's groups, twice: a trained
-    # tiny grows into that (``init_weights``, the extra groups starting as identities).
-    "light": {
+    # ~0.40M parameters: tiny's groups, twice. The shipped x4 model (srformer/weights/srformer_x4.*), grown
+    # from a trained tiny (``init_weights``: every tensor of tiny has a place, the extra groups start as
+    # identities).
+    "small": {
         "dim": 48,
         "depths": [2, 2, 2, 2],
         "num_heads": 2,
         "window_size": 16,
         "mlp_ratio": 2.0,
-        "context": "none",
+        "context": "overlap",
+        "context_overlap": 4,
+        "stem_blocks": 1,
+        "upsampler": "pixelshuffle_direct",
+    },
+    # ~0.83M parameters: the class of SwinIR-light (0.93M) and SRFormer-light (0.87M) at several times their
+    # CPU throughput (docs/BENCHMARKS.md, "Model cost"). Four groups of three self-attention blocks and one
+    # cross-attention block at C = 64: chosen among 0.7-0.9M layouts at 2.5x SwinIR-light or more as the one
+    # with the most attention blocks; two heads of 32 channels ran faster than four of 16 at equal FLOPs.
+    "light": {
+        "dim": 64,
+        "depths": [3, 3, 3, 3],
+        "num_heads": 2,
+        "window_size": 16,
+        "mlp_ratio": 2.0,
+        "context": "overlap",
         "context_overlap": 4,
         "stem_blocks": 1,
         "upsampler": "pixelshuffle_direct",

@@ -1,12 +1,15 @@
-"""Training callbacks: best-weights export, validation image panels, an upscaled sample, a training clock.
+"""Training callbacks: best-weights export, validation image panels, an upscaled sample, a training clock, and a
+progress bar counted in optimizer steps (with patches/s and the time left).
 
 The NaN/inf loss guard lives in :meth:`SRLitModule.training_step`, which alone can skip a batch.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor
 
@@ -229,3 +233,131 @@ class TrainingClock(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.hours_before_resume = float(state_dict["hours"])
+
+
+def _batch_size(batch: Any) -> int:
+    """Patches in a training batch: the first dimension of its first tensor."""
+    if isinstance(batch, Tensor):
+        return int(batch.shape[0])
+    values = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, list | tuple) else ()
+    return next((size for value in values if (size := _batch_size(value))), 0)
+
+
+def format_duration(seconds: float) -> str:
+    """``3725.2`` -> ``"1:02:05"``."""
+    return str(datetime.timedelta(seconds=max(0, round(seconds))))
+
+
+class StepProgressBar(RichProgressBar):
+    """Rich progress bar for step-counted training: the bar is the global step of ``max_steps`` (across epochs
+    and resumes; Lightning's own shows ``Epoch 3/-2`` when only steps are limited), followed by ``step``,
+    ``patches/s`` (over the last ``speed_window`` steps, validation excluded, all ranks) and ``eta`` (time
+    left at this session's pace, validations included) next to the logged metrics.
+
+    Without ``max_steps`` (an epoch-limited run) it falls back to Lightning's per-epoch bar.
+    """
+
+    def __init__(
+        self,
+        refresh_rate: int = 1,
+        leave: bool = False,
+        console_kwargs: dict[str, Any] | None = None,
+        speed_window: int = 50,
+    ) -> None:
+        super().__init__(refresh_rate=refresh_rate, leave=leave, console_kwargs=console_kwargs)
+        self._recent: deque[tuple[float, int]] = deque(maxlen=max(2, speed_window + 1))
+        self._patches = 0
+        self._session_start: tuple[float, int] | None = None
+
+    def _by_steps(self) -> bool:
+        return self._trainer is not None and self.trainer.max_steps is not None and self.trainer.max_steps > 0
+
+    @property
+    def total_train_batches(self) -> int | float:
+        return self.trainer.max_steps if self._by_steps() else super().total_train_batches
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if not self._by_steps():
+            return super()._get_train_description(current_epoch)
+        return f"{'Training':{len(self.validation_description)}}"
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        now = time.monotonic()
+        self._session_start = (now, trainer.global_step)
+        self._patches = 0
+        self._recent.clear()
+        self._recent.append((now, 0))
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._by_steps():
+            super().on_train_epoch_start(trainer, pl_module)
+            return
+        if self.is_disabled or self.progress is None:
+            return
+        if self.train_progress_bar_id is None:  # one bar for the whole run, not one per epoch
+            self.train_progress_bar_id = self.progress.add_task(
+                self._get_train_description(trainer.current_epoch),
+                total=self.total_train_batches,
+                completed=trainer.global_step,
+            )
+        self.refresh()
+
+    def _initialize_train_progress_bar_id(self) -> None:
+        if not self._by_steps():
+            super()._initialize_train_progress_bar_id()
+            return
+        assert self.progress is not None
+        self.train_progress_bar_id = self.progress.add_task(
+            self._get_train_description(self.trainer.current_epoch),
+            total=self.total_train_batches,
+            completed=self.trainer.global_step,
+        )
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._patches += _batch_size(batch) * trainer.world_size
+        self._recent.append((time.monotonic(), self._patches))
+        if not self._by_steps():
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            return
+        if not self.is_disabled and self.train_progress_bar_id is None:
+            self._initialize_train_progress_bar_id()
+        self._update(self.train_progress_bar_id, trainer.global_step)
+        self._update_metrics(trainer, pl_module)
+        self.refresh()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not trainer.sanity_checking and self._recent:  # the speed of training, not of validation
+            self._recent.clear()
+            self._recent.append((time.monotonic(), self._patches))
+
+    def patches_per_second(self) -> float | None:
+        if len(self._recent) < 2:
+            return None
+        (start, first), (end, last) = self._recent[0], self._recent[-1]
+        return (last - first) / (end - start) if end > start else None
+
+    def seconds_left(self, trainer: pl.Trainer) -> float | None:
+        if self._session_start is None or not self._by_steps():
+            return None
+        started, first_step = self._session_start
+        done = trainer.global_step - first_step
+        if done <= 0:
+            return None
+        return (time.monotonic() - started) / done * max(0, trainer.max_steps - trainer.global_step)
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        if self._by_steps():
+            items["step"] = f"{trainer.global_step}/{trainer.max_steps}"
+        rate = self.patches_per_second()
+        if rate is not None:
+            items["patches/s"] = f"{rate:.1f}"
+        left = self.seconds_left(trainer)
+        if left is not None:
+            items["eta"] = format_duration(left)
+        return items

@@ -11,12 +11,17 @@ import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from srformer.checkpoint import write_failure
+from srformer.errors import CheckpointError
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write ``name.ckpt`` as ``.name.ckpt.tmp`` in the same folder, fsync, then rename over the target.
 
     A run killed mid-write thus keeps its previous ``last.ckpt`` intact (a rename within one file system is
-    atomic; Lightning's own transaction stages in the system temp folder, often another file system).
+    atomic; Lightning's own transaction stages in the system temp folder, often another file system). A write
+    that fails (disk full, quota, permissions) removes its temporary file and raises :class:`CheckpointError`
+    with one sentence, which ``train.py`` prints as ``error: ...``.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
@@ -31,8 +36,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as err:
             temporary.unlink(missing_ok=True)  # a failed write leaves neither a broken target nor debris
+            if isinstance(err, OSError):
+                raise CheckpointError(write_failure(path, err)) from err
             raise
 
 

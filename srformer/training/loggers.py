@@ -1,15 +1,20 @@
-"""Experiment loggers: a W&B logger whose run survives resumes."""
+"""Experiment loggers: a W&B logger whose run survives resumes and whose summary holds the best scores."""
 
 from __future__ import annotations
 
 import secrets
 import string
 from pathlib import Path
+from typing import Any
 
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 RUN_ID_FILE = "wandb_run_id.txt"
+
+#: Validation scores whose run summary is their best value (W&B's default is the last one logged), so
+#: that the runs table and sweeps compare runs by their best ``val/psnr``.
+BEST_IS_MAX = ("val/psnr", "val/ssim")
 
 
 def stable_run_id(run_dir: str | Path) -> str:
@@ -46,7 +51,7 @@ def wandb_logger(
             (aliases ``latest``, and ``best`` on the best one). Lightning refuses this offline, so it is
             ignored there; the exported best weights are logged as an artifact in both modes.
     """
-    return WandbLogger(
+    return SRWandbLogger(
         save_dir=save_dir,
         project=project,
         name=name,
@@ -60,3 +65,17 @@ def wandb_logger(
         # in the same process has set up its settings (it then asks for an API key); say it to wandb.init.
         mode="offline" if offline else "online",
     )
+
+
+class SRWandbLogger(WandbLogger):
+    """:class:`WandbLogger` whose run summary keeps the *best* ``val/psnr`` and ``val/ssim`` (``summary="max"``)
+    instead of the last value, plotted against ``trainer/global_step`` like every other metric."""
+
+    @property
+    def experiment(self) -> Any:
+        created = self._experiment is None
+        run = super().experiment
+        if created and getattr(run, "define_metric", None) is not None:
+            for name in BEST_IS_MAX:
+                run.define_metric(name, step_metric="trainer/global_step", step_sync=True, summary="max")
+        return run

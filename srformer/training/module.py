@@ -18,6 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
+from srformer.data.degradations import RealWorldDegradation, step_seed
 from srformer.errors import SRFormerError
 from srformer.metrics import psnr_y, ssim_y
 from srformer.models import SRFormer
@@ -69,6 +70,10 @@ class SRLitModule(pl.LightningModule):
         nonfinite_loss: on a NaN/inf loss, ``"stop"`` with :class:`NonFiniteLossError` naming the step,
             or ``"skip"`` the batch (no update; counted in ``train/skipped_batches``). Either way the
             weights never see the bad gradient.
+        degradation: a random real-world degradation (``configs/degradation/``) that replaces each training
+            batch's LR with one made from its HR on the training device; ``None`` (``degradation=bicubic``)
+            trains on the data's own (MATLAB bicubic) LR, untouched. Not saved in the checkpoint (it is
+            not needed to use the model); the run's config records it.
     """
 
     def __init__(
@@ -92,6 +97,7 @@ class SRLitModule(pl.LightningModule):
         compile: bool = False,
         channels_last: bool = False,
         nonfinite_loss: NonFiniteAction = "stop",
+        degradation: RealWorldDegradation | None = None,
     ) -> None:
         super().__init__()
         if net is None and arch is None:
@@ -132,6 +138,9 @@ class SRLitModule(pl.LightningModule):
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.net_ema: SRFormer | None = make_ema_copy(self.net) if ema_decay > 0 else None
+        if degradation is not None and degradation.scale != self.net.scale:
+            raise ValueError(f"the degradation is for x{degradation.scale}, the model is x{self.net.scale}")
+        self.degradation = degradation
         self.skipped_batches = 0
         self._batch_skipped = False
         # (set index, image name) -> (psnr, ssim) of the running validation/test epoch on this rank.
@@ -152,8 +161,17 @@ class SRLitModule(pl.LightningModule):
         return self.eval_net(lr)
 
     # ----------------------------------------------------------------------------------------- training
+    def training_lr(self, batch: dict[str, Tensor]) -> Tensor:
+        """The LR input of a training batch: ``batch["lr"]``, or with a ``degradation`` a new LR
+        ``(B, 3, p, p)`` made from ``batch["hr"]`` ``(B, 3, p*s, p*s)`` on the training device. The seed
+        depends on the step and rank only, so a resumed run degrades its batches as an uninterrupted one."""
+        if self.degradation is None:
+            return batch["lr"]
+        seed = step_seed(self.degradation.seed, self.global_step, self.global_rank)
+        return self.degradation(batch["hr"], seed=seed)
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
-        lr, hr = batch["lr"], batch["hr"]
+        lr, hr = self.training_lr(batch), batch["hr"]
         if self.hparams.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
         sr = self.net(lr)

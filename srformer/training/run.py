@@ -1,14 +1,23 @@
-"""What ``train.py`` runs: instantiate everything from the composed Hydra config, fit, test."""
+"""What ``train.py`` runs: instantiate everything from the composed Hydra config, fit, test.
+
+:func:`run_task` is the Hydra task (user errors, failed sweep jobs); :func:`train` does the work.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -17,8 +26,9 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 from srformer.checkpoint import load_model
-from srformer.errors import CheckpointError, SRFormerError
+from srformer.errors import CheckpointError, SRFormerError, report_user_error
 from srformer.models import SRFormer
+from srformer.training.callbacks import ExportBestWeights
 from srformer.training.module import SRLitModule
 
 log = logging.getLogger(__name__)
@@ -86,8 +96,78 @@ def _checkpoint_dir(callbacks: list[pl.Callback], output_dir: Path) -> Path:
     return output_dir / "checkpoints"
 
 
+#: Written into a run (or sweep job) folder whose training stopped on a user error or a diverged loss.
+FAILURE_FILE = "failed.json"
+
+
+def in_multirun() -> bool:
+    """True inside a ``train.py -m`` sweep job."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_task(cfg: DictConfig) -> float | None:
+    """The ``train.py`` Hydra task: train, and return the best value of ``cfg.optimized_metric`` (for sweepers).
+
+    A user error or a diverged run (an :class:`SRFormerError`) is recorded in ``failed.json`` in the run
+    folder and printed as one line ``error: ...``. A single run then exits with status 2; a job of a
+    ``-m`` sweep returns NaN instead, so the sweep goes on with its next job (an exception would end it, and
+    Optuna counts a NaN as a failed trial).
+    """
+    try:
+        metrics = train(cfg)
+    except SRFormerError as error:
+        _record_failure(cfg, error)
+        if not in_multirun():
+            sys.exit(report_user_error(error))
+        job = HydraConfig.get().job.num
+        report_user_error(error, prefix=f"job {job} failed: ")
+        log.error("job %s failed: %s", job, error)
+        return math.nan
+    return metrics.get(cfg.optimized_metric)
+
+
+def _record_failure(cfg: DictConfig, error: SRFormerError) -> None:
+    try:
+        output_dir = Path(cfg.paths.output_dir)
+    except Exception:  # the config itself is what failed to resolve: nowhere to write
+        return
+    record: dict[str, Any] = {
+        "status": "failed",
+        "error": str(error),
+        "type": type(error).__name__,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        record["job"] = hydra_cfg.job.get("num")
+        record["overrides"] = list(hydra_cfg.overrides.task)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / FAILURE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    except OSError as err:  # a full disk is a likely cause of the failure itself
+        log.warning("could not write %s (%s)", output_dir / FAILURE_FILE, err)
+
+
+def best_score(callbacks: list[pl.Callback], monitor: str) -> float | None:
+    """The best ``monitor`` value seen so far (over resumes too): from the checkpoint or export callback."""
+    for callback in callbacks:
+        score = callback.best_model_score if isinstance(callback, ModelCheckpoint) else None
+        if score is not None and callback.monitor == monitor and math.isfinite(float(score)):
+            return float(score)
+    for callback in callbacks:
+        if isinstance(callback, ExportBestWeights) and callback.monitor == monitor and callback.best_score is not None:
+            return float(callback.best_score)
+    return None
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (and test) as configured; returns the final metrics (``{name: value}``)."""
+    """Fit (and test) as configured; returns the metrics (``{name: value}``).
+
+    ``metrics[cfg.optimized_metric]`` is the *best* value over the run's validations (what a sweeper should
+    optimise, and what ``best.ckpt``/``best.safetensors`` hold); ``metrics["last/" + cfg.optimized_metric]``
+    is the final one. The other ``val/...`` entries are from the last validation, ``test/...`` from testing
+    the best checkpoint.
+    """
     check_run_folder_is_shared(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
@@ -115,15 +195,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+        monitor = str(cfg.optimized_metric)
+        best = best_score(callbacks, monitor)
+        if monitor in metrics:
+            metrics[f"last/{monitor}"] = metrics[monitor]
         if cfg.get("test"):
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            trainer.test(module, datamodule=datamodule, ckpt_path="best" if best else None)
+            best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            trainer.test(module, datamodule=datamodule, ckpt_path="best" if best_path else None)
             metrics.update({name: float(value) for name, value in trainer.callback_metrics.items()})
+        if best is not None:
+            metrics[monitor] = best
+            _summarise_best(loggers, monitor, best)
         succeeded = True
     finally:
         _finish_wandb_runs(loggers, succeeded)
     log.info("run folder: %s", output_dir)
     return metrics
+
+
+def _summarise_best(loggers: list[Logger], monitor: str, best: float) -> None:
+    """``best/<monitor>`` in the W&B run summary (``val/psnr`` itself is also summarised by its maximum)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger) and rank_zero_only.rank == 0 and logger._experiment is not None:
+            logger.experiment.summary[f"best/{monitor}"] = best
 
 
 def _finish_wandb_runs(loggers: list[Logger], succeeded: bool) -> None:

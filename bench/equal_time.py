@@ -1,0 +1,484 @@
+"""Equal-time comparison: every model trains for the same CPU time on one thread, scored along the way.
+
+    # train (or resume) one model up to 120 CPU minutes; one process per model, one thread each
+    python bench/equal_time.py --models light --minutes 120
+    python bench/equal_time.py --models swinir-light+skip --minutes 120
+    # the table, the PSNR-vs-CPU-hours plot and the docs/BENCHMARKS.md section, from what is saved
+    python bench/equal_time.py --report
+
+Why time and not steps: a model that is cheaper per step takes more steps in the same time, and time is
+what a user pays. The clock is the process's CPU time (``time.process_time``) with one torch thread, not the
+wall clock: on a shared machine other processes slow the wall clock down but not (much) the CPU time a run
+itself spends. Only training counts: loading batches, forward, backward, the optimizer and the EMA update;
+scoring and checkpoint writes are off the clock.
+
+Same for every model (bench/equal_budget.py's pieces): BSD400 patches from :class:`~equal_budget.PatchStream`
+(batch ``k`` depends only on the seed and ``k``: the same patches in the same order for every model), batch
+and LR patch size, L1 loss, Adam (0.9, 0.99), fp32, and the learning-rate schedule, a function of the CPU
+time spent and never of the step (steps differ at equal time): a linear warmup over ``--warmup`` CPU minutes,
+then a half cosine to ``--min-lr-ratio`` at ``--horizon`` CPU minutes, the same horizon for every model.
+Cosine rather than constant because an annealed rate is worth a few tenths of a dB at the end, which is
+where the targets are read; one shared horizon keeps every point of every curve comparable (at 60 minutes,
+every model has had exactly the same rate history). A model stopped before the horizon (``--minutes 60``)
+just ends there, un-annealed like every other model's 60-minute point; to go beyond the horizon, choose a
+longer one from the start (it is part of the results folder's name).
+
+Scores (Y-PSNR/SSIM, MATLAB bicubic LR, border = scale) use an exponential moving average of the weights
+whose half-life is CPU time (``--ema-half-life`` minutes; 0 scores the raw weights), so every model
+averages over the same span of time whatever its step rate; it smooths the noise of the intermediate
+points, and at the end of the cosine the average and the raw weights agree.
+
+Resumable: every ``--save-every`` CPU minutes and at each score point the model, EMA, optimizer, CPU time,
+step (= data position) and random state go to ``<results>/<recipe>/<model>.pt``; each score point is added
+to ``<model>.json`` as soon as it is measured. Re-running the command continues where it stopped (a kill
+costs at most ``--save-every`` minutes); ``--restart`` starts the model over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from equal_budget import DEFAULT_DATA, REPO, TEST_SETS, make_optimizer, patch_stream, score, train_step  # noqa: E402
+from peers import architecture, build, display_name, is_ours  # noqa: E402
+from report import write_section  # noqa: E402
+
+from srformer.profiling import count_parameters  # noqa: E402
+from srformer.training.ema import make_ema_copy, update_ema  # noqa: E402
+
+MODELS = ["light", "light:none", "tiny", "swinir-light", "swinir-light+skip", "srformer-light"]
+PEERS_FOR_MARGINS = ["swinir-light", "swinir-light+skip"]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that must be equal between the models of one comparison. Times in seconds of the clock."""
+
+    scale: int = 4
+    batch: int = 8
+    patch: int = 32
+    lr: float = 5e-4
+    horizon: float = 7200.0
+    warmup: float = 180.0
+    min_lr_ratio: float = 0.0
+    ema_half_life: float = 120.0
+    seed: int = 0
+
+    def lr_factor(self, spent: float) -> float:
+        """Learning rate / ``lr`` after ``spent`` seconds of training: warmup, then cosine to the horizon."""
+        if spent < self.warmup:
+            return max(spent / self.warmup, 0.01)
+        progress = min(1.0, (spent - self.warmup) / max(self.horizon - self.warmup, 1e-9))
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def ema_decay(self, seconds: float) -> float:
+        """EMA decay for a step that took ``seconds``: the weight of the old average halves every half-life."""
+        return 0.0 if self.ema_half_life <= 0 else 0.5 ** (seconds / self.ema_half_life)
+
+    def key(self) -> str:
+        """The results folder's name: runs of different recipes never mix."""
+        return (
+            f"x{self.scale}_b{self.batch}_p{self.patch}_lr{self.lr:g}_h{self.horizon / 60:g}m_w{self.warmup / 60:g}m"
+            f"_min{self.min_lr_ratio:g}_ema{self.ema_half_life / 60:g}m_seed{self.seed}"
+        )
+
+
+class TimedRun:
+    """One model's training by the clock: the state that a checkpoint holds, and the training loop."""
+
+    def __init__(
+        self, name: str, recipe: Recipe, device: torch.device | None = None, amp_dtype: torch.dtype | None = None
+    ) -> None:
+        self.name = name
+        self.recipe = recipe
+        self.device = device or torch.device("cpu")
+        self.amp_dtype = amp_dtype
+        torch.manual_seed(recipe.seed)  # the same initial weights for a model in every run
+        self.model = build(name, recipe.scale).to(self.device).train()
+        self.ema = make_ema_copy(self.model) if recipe.ema_half_life > 0 else None
+        self.optimizer = make_optimizer(self.model, recipe.lr)
+        self.spent = 0.0  # seconds of the clock spent training
+        self.step = 0  # optimizer steps taken = index of the next batch of the stream
+        self.losses: list[float] = []  # since the last score point
+        self.pending: float | None = None  # the mark being scored when the checkpoint was written
+
+    @property
+    def scored_model(self) -> nn.Module:
+        """What is scored: the time-EMA of the weights (the raw weights when the half-life is 0)."""
+        return self.ema if self.ema is not None else self.model
+
+    def identity(self) -> str:
+        return json.dumps({"architecture": architecture(self.name), "recipe": dataclasses.asdict(self.recipe)})
+
+    def state_dict(self) -> dict:
+        return {
+            "identity": self.identity(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "optimizer": self.optimizer.state_dict(),
+            "spent": self.spent,
+            "step": self.step,
+            "losses": list(self.losses),
+            "pending": -1.0 if self.pending is None else self.pending,
+            "rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["identity"] != self.identity():
+            raise SystemExit(
+                f"error: the checkpoint of {self.name} was made with another architecture or recipe; "
+                "pass --restart to train it again"
+            )
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.spent, self.step, self.losses = float(state["spent"]), int(state["step"]), list(state["losses"])
+        self.pending = None if state["pending"] < 0 else float(state["pending"])
+        torch.set_rng_state(state["rng"])
+
+    def save(self, path: Path) -> None:
+        """Atomically (temporary file, then rename): a kill never leaves a broken checkpoint."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> None:
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+    def train_until(
+        self,
+        stop: float,
+        batches: Iterator[dict[str, torch.Tensor]],
+        clock: Clock,
+        marks: list[float],
+        on_mark: Callable[[float], None],
+        save_every: float = math.inf,
+        on_save: Callable[[], None] | None = None,
+        log_every: float = math.inf,
+    ) -> None:
+        """Train until ``stop`` seconds of ``clock`` are spent; ``batches`` must start at batch ``self.step``.
+
+        ``on_mark(mark)`` is called once for every mark (seconds) as soon as the time spent reaches it,
+        including marks already passed (a run resumed from a checkpoint written just before scoring);
+        ``on_save()`` every ``save_every`` seconds. Both are off the clock.
+        """
+        marks = sorted(marks)
+        last_save = last_log = self.spent
+        start = clock()
+        while True:
+            due = [mark for mark in marks if mark <= self.spent]
+            if due:
+                for mark in due:
+                    marks.remove(mark)
+                    on_mark(mark)
+                start = clock()
+            if self.spent >= stop:
+                return
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.recipe.lr * self.recipe.lr_factor(self.spent)
+            self.losses.append(train_step(self.model, next(batches), self.optimizer, self.device, self.amp_dtype))
+            now = clock()
+            seconds, start = now - start, now
+            self.spent += seconds
+            self.step += 1
+            if self.ema is not None:  # its cost lands on the next step's clock
+                update_ema(self.ema, self.model, self.recipe.ema_decay(seconds))
+            if self.spent - last_log >= log_every:
+                last_log = self.spent
+                recent = statistics.fmean(self.losses[-50:])
+                print(
+                    f"  {self.name}: {self.spent / 60:.1f} min, step {self.step}, loss {recent:.4f}, "
+                    f"lr {self.optimizer.param_groups[0]['lr']:.2e}",
+                    flush=True,
+                )
+            if on_save is not None and self.spent - last_save >= save_every:
+                last_save = self.spent
+                on_save()
+                start = clock()
+
+
+def point_record(run: TimedRun, scores: dict) -> dict:
+    """One point of a curve: time, steps, mean loss since the previous point, learning rate, scores."""
+    loss = statistics.fmean(run.losses) if run.losses else float("nan")
+    run.losses.clear()
+    return {
+        "minutes": run.spent / 60,
+        "seconds": run.spent,
+        "steps": run.step,
+        "loss": loss,
+        "lr": run.recipe.lr * run.recipe.lr_factor(run.spent),
+        "scores": scores,
+    }
+
+
+def file_stem(name: str) -> str:
+    return name.replace(":", "_").replace("+", "_")
+
+
+def train_model(name: str, recipe: Recipe, args: argparse.Namespace, folder: Path) -> dict:
+    """Train (or resume) ``name`` up to ``args.minutes`` CPU minutes; returns its results (also saved)."""
+    checkpoint, results_path = folder / f"{file_stem(name)}.pt", folder / f"{file_stem(name)}.json"
+    run = TimedRun(name, recipe)
+    results = {
+        "model": name,
+        "architecture": architecture(name),
+        "recipe": dataclasses.asdict(recipe),
+        "params": count_parameters(run.model),
+        "clock": f"process CPU time, {args.threads} torch thread(s)",
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "points": [],
+    }
+    if args.restart:
+        checkpoint.unlink(missing_ok=True)
+        results_path.unlink(missing_ok=True)
+    if checkpoint.is_file():
+        run.load(checkpoint)
+        saved = json.loads(results_path.read_text()) if results_path.is_file() else results
+        results["points"] = [p for p in saved["points"] if p["seconds"] <= run.spent + 1e-6]
+        print(f"{name}: resuming at {run.spent / 60:.1f} CPU min, step {run.step}", flush=True)
+    else:
+        print(f"{name}: training from scratch ({results['params'] / 1e6:.3f}M parameters)", flush=True)
+    stop = args.minutes * 60
+    done = {round(m, 6) for m in _marks_done(results)}
+    marks = [m * 60 for m in sorted({*args.points, args.minutes}) if m <= args.minutes and round(m, 6) not in done]
+    # Marks already passed are not scored with later weights, except the one whose scoring a kill interrupted.
+    marks = [mark for mark in marks if mark > run.spent or mark == run.pending]
+
+    def on_mark(mark: float) -> None:
+        run.pending = mark
+        run.save(checkpoint)  # first: a kill while scoring re-scores this very state on resume
+        began = time.perf_counter()
+        scores = score(run.scored_model, args.data, args.sets, recipe.scale, args.cache_dir)
+        point = point_record(run, scores) | {"mark_minutes": mark / 60}
+        results["points"].append(point)
+        results["s_per_step"] = run.spent / max(run.step, 1)
+        _write_json(results_path, results)
+        run.pending = None
+        run.save(checkpoint)
+        cells = ", ".join(f"{s} {v['psnr']:.2f}" for s, v in scores.items())
+        print(
+            f"{name}: {mark / 60:g} CPU min (step {run.step}, loss {point['loss']:.4f}): {cells} "
+            f"[scored in {time.perf_counter() - began:.0f} s]",
+            flush=True,
+        )
+
+    stream = patch_stream(args.data, recipe.scale, recipe.patch, recipe.batch, recipe.seed, args.cache_dir)
+    run.train_until(
+        stop,
+        stream.batches(run.step),
+        time.process_time,
+        marks,
+        on_mark,
+        save_every=args.save_every * 60,
+        on_save=lambda: run.save(checkpoint),
+        log_every=args.log_every * 60,
+    )
+    return results
+
+
+def _marks_done(results: dict) -> list[float]:
+    return [p.get("mark_minutes", p["minutes"]) for p in results["points"]]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def load_results(names: list[str], folder: Path) -> dict[str, dict]:
+    """Saved results of ``names`` (those that exist and match the current architecture)."""
+    found = {}
+    for name in names:
+        path = folder / f"{file_stem(name)}.json"
+        if not path.is_file():
+            print(f"{name}: no results in {folder}", flush=True)
+            continue
+        result = json.loads(path.read_text())
+        if result.get("architecture") != architecture(name):
+            print(f"{name}: {path} was trained with another architecture; left out", flush=True)
+            continue
+        if result["points"]:
+            found[name] = result
+    return found
+
+
+def _cell(point: dict | None, set_name: str) -> str:
+    return "-" if point is None or set_name not in point["scores"] else f"{point['scores'][set_name]['psnr']:.2f}"
+
+
+def point_at(result: dict, minutes: float) -> dict | None:
+    return next((p for p in result["points"] if abs(p.get("mark_minutes", p["minutes"]) - minutes) < 1e-6), None)
+
+
+def make_tables(results: dict[str, dict], sets: list[str]) -> str:
+    """Per set: PSNR at every score point; then each of our models' margin over the peers."""
+    marks = sorted({p.get("mark_minutes", p["minutes"]) for r in results.values() for p in r["points"]})
+    head = "| model | params | CPU s/step | " + " | ".join(f"{m:g} min" for m in marks) + " |"
+    rule = "|---|---:|---:|" + "---:|" * len(marks)
+    parts = []
+    for set_name in sets:
+        lines = [f"{set_name} x{next(iter(results.values()))['recipe']['scale']} PSNR-Y (dB):", "", head, rule]
+        for name, result in results.items():
+            cells = [
+                display_name(name),
+                f"{result['params'] / 1e6:.2f}M",
+                f"{result.get('s_per_step', float('nan')):.2f}",
+                *(_cell(point_at(result, m), set_name) for m in marks),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    margins = ["| ours - peer | at | " + " | ".join(sets) + " |", "|---|---:|" + "---:|" * len(sets)]
+    for ours in (n for n in results if is_ours(n)):
+        for peer in (n for n in PEERS_FOR_MARGINS if n in results):
+            common = [m for m in marks if point_at(results[ours], m) and point_at(results[peer], m)]
+            if not common:
+                continue
+            a, b = point_at(results[ours], common[-1]), point_at(results[peer], common[-1])
+            deltas = [
+                f"{a['scores'][s]['psnr'] - b['scores'][s]['psnr']:+.2f}"
+                if s in a["scores"] and s in b["scores"]
+                else "-"
+                for s in sets
+            ]
+            margins.append(f"| {ours} - {peer} | {common[-1]:g} min | " + " | ".join(deltas) + " |")
+    if len(margins) > 2:
+        parts.append("Margins at the longest time both have reached (dB):\n\n" + "\n".join(margins))
+    return "\n\n".join(parts)
+
+
+def plot(results: dict[str, dict], sets: list[str], path: Path, title: str) -> None:
+    """PSNR against CPU hours, one panel per set, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.2), constrained_layout=True, squeeze=False)
+    for axis, set_name in zip(axes[0], sets, strict=True):
+        for name, result in results.items():
+            points = [p for p in result["points"] if set_name in p["scores"]]
+            if not points:
+                continue
+            axis.plot(
+                [p["seconds"] / 3600 for p in points],
+                [p["scores"][set_name]["psnr"] for p in points],
+                marker="o" if is_ours(name) else "s",
+                linestyle="-" if is_ours(name) else "--",
+                label=name,
+            )
+        axis.set_xlabel("training time (CPU hours, one thread)")
+        axis.set_ylabel(f"{set_name} PSNR-Y (dB)")
+        axis.set_title(set_name)
+        axis.grid(True, alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def recipe_from(args: argparse.Namespace) -> Recipe:
+    return Recipe(
+        scale=args.scale,
+        batch=args.batch,
+        patch=args.patch,
+        lr=args.lr,
+        horizon=args.horizon * 60,
+        warmup=args.warmup * 60,
+        min_lr_ratio=args.min_lr_ratio,
+        ema_half_life=args.ema_half_life * 60,
+        seed=args.seed,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--minutes", type=float, default=120, help="train each model up to this many CPU minutes")
+    parser.add_argument("--report", action="store_true", help="train nothing: tables, plot and docs from saved results")
+    parser.add_argument("--points", type=float, nargs="+", default=[15, 30, 60, 90, 120, 180, 240, 300, 360])
+    parser.add_argument("--horizon", type=float, default=120, help="CPU minutes at which the cosine reaches its end")
+    parser.add_argument("--warmup", type=float, default=3, help="CPU minutes of linear warmup")
+    parser.add_argument("--min-lr-ratio", type=float, default=0.0)
+    parser.add_argument("--ema-half-life", type=float, default=2, help="CPU minutes; 0 scores the raw weights")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with train/BSD400 and benchmark/")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--patch", type=int, default=32, help="LR patch side")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the comparison is for 1)")
+    parser.add_argument("--save-every", type=float, default=5, help="CPU minutes between checkpoints")
+    parser.add_argument("--log-every", type=float, default=5, help="CPU minutes between loss lines")
+    parser.add_argument("--sets", nargs="+", default=list(TEST_SETS), help="benchmark sets to score on")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "equal_time")
+    parser.add_argument("--restart", action="store_true", help="discard the models' checkpoints and results")
+    parser.add_argument("--title", default="Equal-time comparison (CPU, one thread)")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: docs/equal_time.png)")
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/BENCHMARKS.md")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with contextlib.suppress(RuntimeError):  # already set in this process
+        torch.set_num_interop_threads(args.threads)
+    recipe = recipe_from(args)
+    folder = args.results / recipe.key()
+    for name in args.models:
+        architecture(name)  # unknown names fail before any training
+    if not args.report:
+        if not (args.data / "train" / "BSD400").is_dir():
+            raise SystemExit(f"error: no training images at {args.data / 'train' / 'BSD400'}; pass --data")
+        for name in args.models:
+            train_model(name, recipe, args, folder)
+
+    results = load_results(args.models, folder)
+    if not results:
+        raise SystemExit(f"error: no results in {folder}")
+    sets = [s for s in args.sets if any(s in p["scores"] for r in results.values() for p in r["points"])]
+    tables = make_tables(results, sets)
+    command = "python bench/equal_time.py " + " ".join(sys.argv[1:])
+    body = (
+        f"`{command}` (results: `{folder.relative_to(REPO) if folder.is_relative_to(REPO) else folder}`)\n\n"
+        f"{datetime.date.today()}, {platform.processor() or platform.machine()}, torch {torch.__version__}. "
+        f"Every model trains on one CPU thread for the same CPU time (process time; scoring excluded) with the "
+        f"same BSD400 patches in the same order (seed {recipe.seed}), batch {recipe.batch}, LR patch "
+        f"{recipe.patch}, x{recipe.scale}, L1, Adam lr {recipe.lr:g}: linear warmup over "
+        f"{recipe.warmup / 60:g} CPU min, then cosine to {recipe.min_lr_ratio:g}x at {recipe.horizon / 60:g} "
+        f"CPU min, as a function of CPU time, not steps. Scored with an EMA of the weights with a "
+        f"{recipe.ema_half_life / 60:g}-CPU-minute half-life: Y-PSNR on the full sets (MATLAB bicubic LR, "
+        f"border {recipe.scale}).\n\n{tables}"
+    )
+    print(body)
+    plot_path = args.plot or (None if args.no_write else REPO / "docs" / "equal_time.png")
+    if plot_path:
+        plot(results, sets, plot_path, f"{args.title}: PSNR against CPU time")
+        print(f"plot: {plot_path}")
+        if plot_path.is_relative_to(REPO / "docs"):
+            body += f"\n\n![PSNR against CPU hours]({plot_path.relative_to(REPO / 'docs')})"
+    if not args.no_write:
+        write_section(args.title, body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The ``srformer`` command: ``srformer upscale|evaluate|compare|export|explain ...``.
+
+Each subcommand hands the rest of the command line to its module's ``main(argv)``, so ``srformer upscale``
+is ``python infer.py``, ``srformer evaluate`` is ``python -m srformer.evaluate`` and so on; options and help
+are the module's own. Modules are imported only for the subcommand that runs, so ``srformer --help`` and
+``srformer --version`` answer without loading PyTorch. Installed as a console script (``[project.scripts]``)
+and as ``python -m srformer``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+from collections.abc import Sequence
+
+from srformer import __version__
+
+#: Subcommand -> (module with ``main(argv)``, one-line description).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "upscale": ("srformer.infer_cli", "upscale image files, folders and globs (default: the shipped x4 model)"),
+    "evaluate": ("srformer.evaluate", "score a model or bicubic on benchmark folders (Y-PSNR / SSIM)"),
+    "compare": ("srformer.compare", "compare checkpoints side by side: metrics, cost and crops"),
+    "export": ("srformer.export", "export a model to ONNX (and TorchScript), checked against PyTorch"),
+    "explain": ("srformer.explain", "attention maps and Local Attribution Maps of a model"),
+}
+
+EXIT_USAGE = 2
+
+
+def usage() -> str:
+    return "usage: srformer [-h] [--version] COMMAND [ARGS ...]"
+
+
+def help_text() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        usage(),
+        "",
+        "Image super-resolution with windowed self- and cross-attention.",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {description}" for name, (_, description) in COMMANDS.items()),
+        "",
+        "options:",
+        "  -h, --help  show this help and exit",
+        "  --version   show the version and exit",
+        "",
+        "'srformer COMMAND --help' shows the options of a command.",
+        "Example: srformer upscale photo.jpg -o out/",
+    ]
+    return "\n".join(lines)
+
+
+def _unknown(command: str) -> str:
+    close = difflib.get_close_matches(command, COMMANDS, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"error: unknown command '{command}'{hint}; choose one of {', '.join(COMMANDS)} (srformer --help)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print(f"error: a command is required: one of {', '.join(COMMANDS)} (srformer --help)", file=sys.stderr)
+        return EXIT_USAGE
+    command, rest = args[0], args[1:]
+    if command in ("-h", "--help", "help"):
+        print(help_text())
+        return 0
+    if command in ("-V", "--version"):
+        print(f"srformer {__version__}")
+        return 0
+    if command not in COMMANDS:
+        print(_unknown(command), file=sys.stderr)
+        return EXIT_USAGE
+    module = importlib.import_module(COMMANDS[command][0])
+    status = module.main(rest)
+    return 0 if status is None else int(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The ``srformer`` command: help, version, errors, and dispatch to each module's ``main(argv)``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import srformer
+from srformer import cli, shipped
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _image(path: Path, height: int = 6, width: int = 7) -> Path:
+    rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+def test_help_lists_every_command_with_a_description(capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: srformer")
+    for name in ("upscale", "evaluate", "compare", "export", "explain"):
+        line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
+        assert len(line.split()) > 2, line  # name, then a one-line description
+
+
+def test_version(capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"srformer {srformer.__version__}"
+
+
+@pytest.mark.parametrize("argv", [["upscal"], ["train"], ["--bogus"], []])
+def test_unknown_or_missing_command_is_one_sentence_and_exit_2(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert "upscale, evaluate, compare, export, explain" in captured.err
+    if argv == ["upscal"]:
+        assert "did you mean 'upscale'" in captured.err
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_each_command_help_is_the_module_help(command: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.main([command, "--help"])
+    assert stop.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_upscale_dispatches_the_arguments(tmp_path: Path) -> None:
+    source = _image(tmp_path / "a.png")
+    model = shipped.model_path("x4_tiny")
+    assert cli.main(["upscale", str(source), "-o", str(tmp_path / "out"), "--model", str(model), "--quiet"]) == 0
+    assert Image.open(tmp_path / "out" / "a_x4.png").size == (28, 24)
+    # the module's exit status comes back: a missing input is a user error
+    assert cli.main(["upscale", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o2"), "--quiet"]) == 2
+
+
+def test_python_m_srformer_upscales_with_the_shipped_model_from_any_folder(tmp_path: Path) -> None:
+    _image(tmp_path / "photo.png", 5, 4)
+    done = subprocess.run(
+        [sys.executable, "-m", "srformer", "upscale", "photo.png", "-o", "out/", "--quiet", "--device", "cpu"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "out" / "photo_x4.png").size == (16, 20)
