@@ -95,8 +95,14 @@ def model_speed(model: torch.nn.Module, side: int = 256, repeats: int = 3) -> fl
 def run_peer_child(infer_args: list[str]) -> int:
     """In a fresh process: ``infer.py`` with SwinIR-light in place of the checkpoint."""
     from srformer import infer_cli
+    from srformer.checkpoint import LoadedModel, ModelDescriptor
 
-    infer_cli.load_cli_model = lambda *args, **kwargs: swinir_light()
+    model = swinir_light()
+    descriptor = ModelDescriptor(
+        architecture="SwinIR", scale=SCALE, in_channels=3, out_channels=3, size_multiple=8, min_size=1,
+        supports_fp16=False, supports_bf16=True, tiling="discouraged", tile_hint=None, source="zoo", path=Path(PEER),
+    )  # fmt: skip
+    infer_cli.load_cli_model = lambda *args, **kwargs: LoadedModel(model, descriptor)
     return infer_cli.main(infer_args)
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
-from srformer.checkpoint import load_model, resolve_model_path
+from srformer.checkpoint import load_any
 from srformer.data.benchmark_degradations import BICUBIC as BICUBIC_LR
 from srformer.data.benchmark_degradations import check_degradation, degradation_names
 from srformer.data.cache import ImageCache, default_cache_dir
@@ -50,6 +50,7 @@ class Method:
     mpix_per_s: float | None = None
     psnr: dict[str, list[float]] = field(default_factory=dict)
     ssim: dict[str, list[float]] = field(default_factory=dict)
+    model: str | None = None  # the loaded model's descriptor name ("srformer tiny x4", "SwinIR x4"); None: bicubic
 
 
 @dataclass
@@ -163,9 +164,11 @@ def evaluate(
 
 
 def markdown_table(methods: list[Method], datasets: list[str], scale: int, device: torch.device) -> str:
-    header = ["method", "params", "FLOPs / px", f"{device.type.upper()} Mpx/s"] + [
-        f"{d} x{scale} PSNR / SSIM" for d in datasets
-    ]
+    header = (
+        ["method", "params", "FLOPs / px", f"{device.type.upper()} Mpx/s"]
+        + [f"{d} x{scale} PSNR / SSIM" for d in datasets]
+        + ["model"]
+    )
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for method in methods:
         cells = [
@@ -175,6 +178,7 @@ def markdown_table(methods: list[Method], datasets: list[str], scale: int, devic
             "-" if method.mpix_per_s is None else f"{method.mpix_per_s:.3f}",
         ]
         cells += [f"{np.mean(method.psnr[d]):.2f} / {np.mean(method.ssim[d]):.4f}" for d in datasets]
+        cells.append(method.model or "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -212,25 +216,36 @@ def log_wandb(
         run.finish()
 
 
+def _model_upscaler(model: nn.Module, tile: int | None, size_multiple: int) -> Upscaler:
+    """``model`` on whole images (or ``tile``-sided tiles aligned to its descriptor's ``size_multiple``)."""
+    return lambda lr: upscale_tensor(model, lr, tile=tile, size_multiple=size_multiple)
+
+
 def build_methods(
     model_paths: list[str], scale: int, device: torch.device, tile: int | None, cost_side: int, repeats: int
 ) -> list[Method]:
+    """Bicubic, then every model file :func:`srformer.checkpoint.load_any` reads (ours, or community checkpoints
+    such as SwinIR's ``.pth``), each labelled by its path and its descriptor's name."""
     methods = [Method(BICUBIC, lambda lr: bicubic_upscaler(lr, scale))]
     taken: set[str] = set()
     for path in model_paths:
-        model = load_model(path, device=device, scale=scale)
-        name = model_label(str(resolve_model_path(path)), taken)
+        loaded = load_any(path, device=device, scale=scale)
+        model, descriptor = loaded.model, loaded.descriptor
+        name = model_label(str(descriptor.path), taken)
         params, flops, speed = measure_cost(model, scale, device, cost_side, repeats)
-        methods.append(
-            Method(name, lambda lr, m=model: upscale_tensor(m, lr, tile=tile), params, flops, speed)  # bind per model
-        )
+        upscale = _model_upscaler(model, tile, descriptor.size_multiple)
+        methods.append(Method(name, upscale, params, flops, speed, model=descriptor.name))
     return methods
 
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srformer.compare", description=__doc__.split("\n")[0])
-    parser.add_argument("models", nargs="+", help="weights (.safetensors), Lightning .ckpt files or run folders")
+    parser.add_argument(
+        "models",
+        nargs="+",
+        help="weights (.safetensors), Lightning .ckpt files, run folders or community checkpoints (SwinIR .pth, ...)",
+    )
     parser.add_argument("--data", nargs="+", required=True, type=Path, help="benchmark folders (HR images)")
     parser.add_argument("--scale", type=int, required=True, help="upscaling factor; every model must have it")
     parser.add_argument("-o", "--output", type=Path, default=Path("compare"), help="folder for grids and the wandb run")

@@ -3,6 +3,7 @@
     python -m srformer.evaluate --model bicubic --data ../shared/data/benchmark/Set5 --scale 2 3 4
     python -m srformer.evaluate --model logs/.../checkpoints/best.safetensors --data DIR [DIR ...] --json
     python -m srformer.evaluate --model srformer/weights/srformer_x4.safetensors --data DIR --degradation D1 --lpips
+    python -m srformer.evaluate --model SwinIR-light_x4.pth --data DIR --scale 4   # a community checkpoint
 
 For every folder and scale: HR cropped to a multiple of the scale, LR made with the MATLAB bicubic
 downscale (or read from the folder's ``LR_bicubic/X{s}``), SR clamped and rounded to uint8, PSNR/SSIM on Y
@@ -142,17 +143,22 @@ def evaluate_folder(
 
 def _load_upscaler(
     model_arg: str, scales: list[int] | None, device: torch.device, tta: bool = False
-) -> tuple[Upscaler, list[int]]:
+) -> tuple[Upscaler, list[int], str]:
+    """``(upscaler, scales, label)``; any model file :func:`srformer.checkpoint.load_any` reads (ours or a
+    community checkpoint such as SwinIR's ``.pth``), its scale and label from its descriptor."""
     if model_arg == "bicubic":
         if tta:
             raise SRFormerError("--tta is for models; bicubic upscaling is the same for every flip and rotation")
-        return bicubic_upscaler, scales or [4]
-    from srformer.checkpoint import load_model  # the model code loads only when a model is evaluated
+        return bicubic_upscaler, scales or [4], "bicubic"
+    from srformer.checkpoint import load_any  # the model code loads only when a model is evaluated
 
-    model = load_model(model_arg, device=device)
-    if scales and any(s != model.scale for s in scales):
-        raise CheckpointError(f"{model_arg} is a x{model.scale} model; it cannot be evaluated at x{scales}")
-    return model_upscaler(model, tta), [model.scale]
+    loaded = load_any(model_arg, device=device)
+    descriptor = loaded.descriptor
+    if scales and any(s != descriptor.scale for s in scales):
+        raise CheckpointError(
+            f"{model_arg} is a x{descriptor.scale} model; it cannot be evaluated at x{scales} ({descriptor.name})"
+        )
+    return model_upscaler(loaded.model, tta), [descriptor.scale], f"{descriptor.name} ({model_arg})"
 
 
 def format_table(results: list[Result], model: str, space: Space) -> str:
@@ -174,7 +180,11 @@ def format_table(results: list[Result], model: str, space: Space) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srformer.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="'bicubic', or a .safetensors / .ckpt / run folder")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="'bicubic', a .safetensors / .ckpt / run folder, or a community checkpoint (SwinIR .pth, ...)",
+    )
     parser.add_argument("--data", nargs="+", required=True, help="benchmark folders (HR images, or HR/ + LR_bicubic/)")
     parser.add_argument("--scale", nargs="+", type=int, help="scales (default: the model's; 4 for bicubic)")
     parser.add_argument("--space", choices=["y", "rgb"], default="y", help="score the Y channel (default) or RGB")
@@ -196,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         if any(s < 1 for s in args.scale or []):
             raise SRFormerError(f"scales must be positive integers, got {args.scale}")
         check_degradation(args.degradation)
-        upscaler, scales = _load_upscaler(args.model, args.scale, device, args.tta)
+        upscaler, scales, label = _load_upscaler(args.model, args.scale, device, args.tta)
         lpips = None
         if args.lpips:
             lpips, reason = lpips_metric(device)
@@ -218,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if not args.json:
-        print(format_table(results, args.model + (" (x8 self-ensemble)" if args.tta else ""), args.space))
+        print(format_table(results, label + (" (x8 self-ensemble)" if args.tta else ""), args.space))
     return 0
 
 

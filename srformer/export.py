@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from srformer.checkpoint import load_model
+from srformer.checkpoint import load_any
 from srformer.errors import SRFormerError, exit_on_user_error
 from srformer.models.network import SRFormer
 
@@ -144,7 +144,9 @@ def _quiet_tracer() -> Iterator[None]:
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srformer.export", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, type=Path, help="weights, Lightning checkpoint or run folder")
+    parser.add_argument(
+        "--model", required=True, type=Path, help="srformer weights, Lightning checkpoint or run folder"
+    )
     parser.add_argument("-o", "--output", required=True, type=Path, help="ONNX file to write")
     parser.add_argument("--torchscript", type=Path, default=None, help="also write a TorchScript file here")
     parser.add_argument("--opset", type=int, default=18)
@@ -154,7 +156,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for target in filter(None, (args.output, args.torchscript)):
         if target.exists() and not args.overwrite:
             raise ExportError(f"{target} already exists (pass --overwrite to replace it)")
-    model = load_model(args.model)
+    loaded = load_any(args.model)
+    if loaded.descriptor.architecture != "srformer":
+        raise ExportError(
+            f"{args.model} is a community {loaded.descriptor.name} checkpoint; export writes ONNX of srformer "
+            "models only (their geometry is verified for every input size), so export it with its own project"
+        )
+    model = loaded.model
     export_onnx(model, args.output, args.opset)
     print(f"wrote {args.output}")
     if not args.no_verify:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from srformer import shipped
-from srformer.checkpoint import load_model
+from srformer.checkpoint import LoadedModel, load_any
 from srformer.errors import CheckpointError, ImageError, SRFormerError
 from srformer.imageio import (
     DEFAULT_COMPRESSION,
@@ -43,7 +43,14 @@ from srformer.imageio import (
     to_pixels,
     write_pixel_bands,
 )
-from srformer.inference import DEFAULT_TILE_OVERLAP, PRECISIONS, auto_tile_size, check_precision, upscale_bands
+from srformer.inference import (
+    DEFAULT_TILE_OVERLAP,
+    PRECISIONS,
+    auto_tile_size,
+    check_model_precision,
+    check_precision,
+    upscale_bands,
+)
 
 #: The model shipped with the package, used when ``--model`` is not given.
 DEFAULT_MODEL = shipped.weights_file("x4")
@@ -82,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         type=Path,
         default=None,
-        help="weights (.safetensors + .json), Lightning .ckpt or run folder (default: the shipped"
+        help="weights (.safetensors), Lightning .ckpt, run folder or a community checkpoint (SwinIR, Real-ESRGAN"
+        " .pth, ...; needs srformer[zoo]) (default: the shipped"
         f" srformer/weights/{DEFAULT_MODEL.name}, or srformer_x2.safetensors with --scale 2)",
     )
     parser.add_argument(
@@ -314,16 +322,18 @@ def default_model(scale: int | None) -> Path:
     return DEFAULT_MODEL if scale in (None, 4) else DEFAULT_MODEL.with_name(f"srformer_x{scale}.safetensors")
 
 
-def load_cli_model(model_path: Path | None, device: torch.device, scale: int | None = None) -> nn.Module:
+def load_cli_model(model_path: Path | None, device: torch.device, scale: int | None = None) -> LoadedModel:
+    """The model to run and its descriptor: ``model_path`` (ours or a community checkpoint, through
+    :func:`srformer.checkpoint.load_any`), else the shipped model for ``scale``."""
     if model_path is None:
         model_path = default_model(scale)
         if not model_path.is_file():
             what = "the default model" if scale in (None, 4) else f"the shipped x{scale} model"
             raise CheckpointError(
                 f"no model given and {what} {model_path} is not "
-                "installed; pass --model WEIGHTS (a .safetensors, a .ckpt or a run folder)"
+                "installed; pass --model WEIGHTS (a .safetensors, a .ckpt, a run folder or a community .pth)"
             )
-    return load_model(model_path, device=device, scale=scale)
+    return load_any(model_path, device=device, scale=scale)
 
 
 def return_freed_memory_to_the_system() -> None:
@@ -345,13 +355,18 @@ def run(args: argparse.Namespace) -> int:
     sources = expand_inputs(args.inputs)
     if args.scale is not None and args.scale < 1:
         raise SRFormerError(f"--scale must be a positive integer, got {args.scale}")
-    model = load_cli_model(args.model, device, args.scale)
-    suffix = args.suffix if args.suffix is not None else f"_x{model.scale}"
+    loaded = load_cli_model(args.model, device, args.scale)
+    model, descriptor = loaded.model, loaded.descriptor
+    check_model_precision(args.precision, descriptor.name, descriptor.precisions)
+    suffix = args.suffix if args.suffix is not None else f"_x{descriptor.scale}"
     jobs = plan_jobs(sources, args.output, suffix, args.ext, args.compare)
-    check_output_sizes(jobs, model.scale)
+    check_output_sizes(jobs, descriptor.scale)
     prepare_output_folder(args.output)
-    if tile == "auto" and device.type == "cpu":
-        tile = auto_tile_size(model, device, args.precision)  # once: the free memory moves while we run
+    if descriptor.tile_hint == 0:
+        tile = None  # the model tiles itself (descriptor.tiling == "internal"): never tile it
+    elif tile == "auto" and device.type == "cpu":
+        # once: the free memory moves while we run
+        tile = auto_tile_size(model, device, args.precision, descriptor.size_multiple)
 
     failures: list[tuple[Path, str]] = []
     written = skipped = 0
@@ -369,7 +384,7 @@ def run(args: argparse.Namespace) -> int:
                 progress.end_image(0)
                 continue
             try:
-                output_pixels = process(job, model, device, tile, args, progress)
+                output_pixels = process(job, model, device, tile, args, progress, descriptor.size_multiple)
             except ImageError as err:
                 failures.append((job.source, str(err)))
                 progress.end_image(0)
@@ -391,10 +406,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def process(
-    job: Job, model: nn.Module, device: torch.device, tile, args: argparse.Namespace, progress: Progress
+    job: Job,
+    model: nn.Module,
+    device: torch.device,
+    tile,
+    args: argparse.Namespace,
+    progress: Progress,
+    size_multiple: int | None = None,
 ) -> int:
     """Upscale one image and write its outputs, streaming from the model to the files; returns the output
-    pixels. Raises :class:`ImageError` for this image, :class:`DiskFullError` when no more output fits."""
+    pixels. ``size_multiple``: the tile alignment (the model's ``descriptor.size_multiple``).
+    Raises :class:`ImageError` for this image, :class:`DiskFullError` when no more output fits."""
     image = read_image(job.source, max_pixels=args.max_pixels)
     for note in image.warnings:
         print(f"warning: {note}", file=sys.stderr)
@@ -416,7 +438,14 @@ def process(
         """The result as ``(rows, sW, C)`` integer samples, band by band, as the model produces it."""
         top = 0
         for band in upscale_bands(
-            model, lr.to(device), tile, args.tile_overlap, args.precision, args.tta, progress.on_tile
+            model,
+            lr.to(device),
+            tile,
+            args.tile_overlap,
+            args.precision,
+            args.tta,
+            progress.on_tile,
+            size_multiple,
         ):
             for start in range(0, band.shape[-2], _CONVERT_ROWS):
                 rgb = band[0, :, start : start + _CONVERT_ROWS].permute(1, 2, 0).contiguous().cpu().numpy()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -69,6 +69,15 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise InferenceError(f"bf16 is not supported on {torch.cuda.get_device_name(device)}; use fp16 or fp32")
 
 
+def check_model_precision(precision: str, name: str, supported: Sequence[str]) -> None:
+    """Raise :class:`InferenceError` when the model ``name`` is not known to give correct output in ``precision``
+    (``supported``: its descriptor's ``precisions``, e.g. ``("fp32", "bf16")`` for SwinIR)."""
+    if precision not in supported:
+        raise InferenceError(
+            f"{name} does not give correct output in {precision}; use --precision {' or '.join(supported)}"
+        )
+
+
 def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -89,10 +98,15 @@ def available_memory(device: torch.device) -> int:
     return 2 * 2**30
 
 
-def auto_tile_size(model: nn.Module, device: torch.device, precision: str = "fp32") -> int:
-    """Tile side (input pixels, a window multiple) for ``device``: the largest whose forward pass fits its memory
-    budget, and on the CPU at most the side that runs fastest per new pixel (``_CPU_FASTEST_TILE``)."""
-    window = _window_size(model)
+def auto_tile_size(
+    model: nn.Module, device: torch.device, precision: str = "fp32", size_multiple: int | None = None
+) -> int:
+    """Tile side (input pixels, a multiple of ``size_multiple``) for ``device``: the largest whose forward pass
+    fits its memory budget, and on the CPU at most the side that runs fastest per new pixel (``_CPU_FASTEST_TILE``).
+
+    ``size_multiple``: the loaded model's ``descriptor.size_multiple``; ``None`` for a bare module: its
+    ``window_size`` (1 without one)."""
+    window = _window_size(model, size_multiple)
     channels = int(getattr(model, "config", {}).get("dim", 64))
     bytes_per_pixel = _PEAK_BYTES_PER_PIXEL_CHANNEL * channels * (1 if precision == "fp32" else 0.6)
     free = available_memory(device)
@@ -103,7 +117,13 @@ def auto_tile_size(model: nn.Module, device: torch.device, precision: str = "fp3
     return max(side // window * window, 2 * window)
 
 
-def _window_size(model: nn.Module) -> int:
+def _window_size(model: nn.Module, size_multiple: int | None) -> int:
+    """The tile alignment: the descriptor's ``size_multiple`` when the caller has one, else (a bare module, as in
+    training validation) the ``window_size`` that every model :func:`srformer.checkpoint.load_any` returns has."""
+    if size_multiple is not None:
+        if size_multiple < 1:
+            raise ValueError(f"size_multiple must be positive, got {size_multiple}")
+        return int(size_multiple)
     return int(getattr(model, "window_size", 1))
 
 
@@ -153,6 +173,7 @@ def upscale_tensor(
     precision: Precision = "fp32",
     tta: bool = False,
     on_tile: TileProgress | None = None,
+    size_multiple: int | None = None,
 ) -> Tensor:
     """Upscale ``lr`` float ``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, s*H, s*W)`` float32 in [0, 1].
 
@@ -167,6 +188,8 @@ def upscale_tensor(
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast); fp16 is refused on the CPU.
         tta: average the 8 flips/rotations of each tile (x8 self-ensemble; 8 times slower).
         on_tile: called as ``on_tile(done, total)`` after each tile (over all TTA passes).
+        size_multiple: tile sides and offsets are multiples of it: the loaded model's
+            ``descriptor.size_multiple`` (:func:`srformer.checkpoint.load_any`); ``None``: ``model.window_size``.
 
     Raises:
         InferenceError: unsupported precision, or the model produced NaN/inf.
@@ -174,7 +197,7 @@ def upscale_tensor(
     scale = int(model.scale)
     out = torch.empty(*lr.shape[:-2], lr.shape[-2] * scale, lr.shape[-1] * scale, device=lr.device)
     top = 0
-    for band in upscale_bands(model, lr, tile, tile_overlap, precision, tta, on_tile):
+    for band in upscale_bands(model, lr, tile, tile_overlap, precision, tta, on_tile, size_multiple):
         out[..., top : top + band.shape[-2], :] = band
         top += band.shape[-2]
     return out
@@ -188,6 +211,7 @@ def upscale_bands(
     precision: Precision = "fp32",
     tta: bool = False,
     on_tile: TileProgress | None = None,
+    size_multiple: int | None = None,
 ) -> Iterator[Tensor]:
     """Upscale ``lr`` ``(B, 3, H, W)`` and yield the result top to bottom in row bands.
 
@@ -201,8 +225,8 @@ def upscale_bands(
     device = lr.device
     check_precision(precision, device)
     if tile == "auto":
-        tile = auto_tile_size(model, device, precision)
-    scale, window = int(model.scale), _window_size(model)
+        tile = auto_tile_size(model, device, precision, size_multiple)
+    scale, window = int(model.scale), _window_size(model, size_multiple)
     height, width = lr.shape[-2:]
     overlap, row_spans, col_spans = _tile_grid((height, width), tile or None, tile_overlap, window)
     transforms = _TTA_TRANSFORMS if tta else _TTA_TRANSFORMS[:1]

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -125,3 +126,143 @@ def test_malicious_community_pickle_never_runs(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="refusing to load"):
         load_any(tmp_path / "evil.pth")
     assert not marker.exists()
+
+
+def _swinir_light_small() -> torch.nn.Module:
+    """SwinIR-light's layout at its smallest (depths [1, 1]): fast enough for the command-line tests."""
+    from spandrel.architectures.SwinIR import SwinIR
+
+    return SwinIR(
+        upscale=4, img_size=32, window_size=8, img_range=1.0, depths=[1, 1], embed_dim=12, num_heads=[2, 2],
+        mlp_ratio=2, upsampler="pixelshuffledirect",
+    )  # fmt: skip
+
+
+def _photo_dir(folder: Path) -> Path:
+    """Two small generated PNGs: sides not multiples of 4 or 8 (cropping and padding are exercised), the x4 LR
+    at least 16 pixels (SwinIR's minimum, below which the loaded model pads further than SwinIR itself)."""
+    from srformer.data.io import write_image
+
+    rng = np.random.default_rng(0)
+    for name, (height, width) in {"a.png": (74, 69), "b.png": (66, 90)}.items():
+        ramp = np.linspace(0, 255, width)[None, :, None] * np.linspace(0.3, 1, height)[:, None, None]
+        noise = rng.integers(0, 40, (height, width, 3))
+        write_image(folder / name, np.clip(ramp + noise, 0, 255).astype(np.uint8))
+    return folder
+
+
+def test_evaluate_scores_an_official_swinir_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from srformer.data.cache import ImageCache
+    from srformer.evaluate import benchmark_dataset
+    from srformer.evaluate import main as evaluate_main
+    from srformer.metrics import psnr_y
+
+    net = _random(_swinir_light_small)
+    weights = tmp_path / "SwinIR-light_x4.pth"
+    torch.save({"params": net.state_dict()}, weights)
+    data = _photo_dir(tmp_path / "Photos")
+    args = ["--model", str(weights), "--data", str(data), "--scale", "4", "--no-cache", "--device", "cpu"]
+    assert evaluate_main([*args, "--json"]) == 0
+    (result,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (result["scale"], result["images"]) == (4, 2)
+
+    # The same score as upscaling the protocol's LR with the SwinIR module itself (it pads to its window).
+    dataset = benchmark_dataset(data, 4, ImageCache(tmp_path / "cache"))
+    scores = []
+    for index in range(len(dataset)):
+        lr, hr = dataset[index]["lr"].unsqueeze(0), dataset[index]["hr"].unsqueeze(0)
+        with torch.no_grad():
+            sr = net(lr)
+        scores.append(float(psnr_y(sr.clamp(0, 1).mul(255).round().div(255), hr, 4)[0]))
+    assert result["psnr"] == pytest.approx(sum(scores) / len(scores), abs=1e-4)
+
+    assert evaluate_main(args) == 0
+    assert "model: SwinIR x4" in capsys.readouterr().out
+    assert evaluate_main([*args[:5], "2", *args[6:]]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: ")
+        and "is a x4 model; it cannot be evaluated at x[2] (SwinIR x4)" in err
+        and "Traceback" not in err
+    )
+
+
+def test_compare_puts_a_community_checkpoint_next_to_ours(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from srformer.checkpoint import save_weights
+    from srformer.compare import main as compare_main
+    from srformer.models import build_model
+
+    torch.save({"params": _random(_swinir_light_small).state_dict()}, tmp_path / "SwinIR-light_x4.pth")
+    torch.manual_seed(0)
+    ours = save_weights(build_model("tiny", 4), tmp_path / "ours" / "srformer_x4_tiny.safetensors")
+    data = _photo_dir(tmp_path / "Photos")
+    args = [str(tmp_path / "SwinIR-light_x4.pth"), str(ours), "--data", str(data), "--scale", "4"]
+    options = ["-o", str(tmp_path / "cmp"), "--no-cache", "--wandb-mode", "disabled", "--device", "cpu"]
+    assert compare_main([*args, *options, "--repeats", "1", "--cost-size", "32", "--crop", "32"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert lines[0].endswith("| model |")
+    rows = {line.split(" | ")[0][2:]: line for line in lines[1:]}
+    assert list(rows) == ["bicubic", "SwinIR-light_x4", "srformer_x4_tiny"]
+    assert rows["SwinIR-light_x4"].endswith("| SwinIR x4 |")
+    assert rows["srformer_x4_tiny"].endswith("| srformer tiny x4 |") and rows["bicubic"].endswith("| - |")
+    for name in ("a", "b"):
+        grid = (tmp_path / "cmp" / "grids" / "Photos" / f"{name}.png").read_bytes()
+        assert grid[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_infer_upscales_with_a_community_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from srformer import infer_cli
+    from srformer.data.io import read_image, write_image
+    from srformer.inference import upscale_tensor
+
+    net = _random(_swinir_light_small)
+    weights = tmp_path / "SwinIR-light_x4.pth"
+    torch.save({"params": net.state_dict()}, weights)
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "a.png", rng.integers(0, 256, (19, 27, 3)).astype(np.uint8))
+    lr = torch.from_numpy(read_image(tmp_path / "a.png")).permute(2, 0, 1)[None].float().div(255)
+
+    # Whole image: the SwinIR module's own result, rounded to 8 bits.
+    assert infer_cli.main([str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", str(weights), "--tile", "0",
+                           "--device", "cpu", "--quiet"]) == 0  # fmt: skip
+    with torch.no_grad():
+        expected = net(lr).clamp(0, 1).mul(255).round()[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(read_image(tmp_path / "o" / "a_x4.png"), expected.astype(np.uint8))
+
+    # Tiles aligned to the descriptor's size multiple (the SwinIR window, 8), not a guess.
+    seen = []
+    real_bands = infer_cli.upscale_bands
+
+    def spy(*args, **kwargs):
+        seen.append(args[-1])
+        return real_bands(*args, **kwargs)
+
+    monkeypatch.setattr(infer_cli, "upscale_bands", spy)
+    args = [str(tmp_path / "a.png"), "-o", str(tmp_path / "t"), "--model", str(weights), "--device", "cpu", "--quiet"]
+    assert infer_cli.main([*args, "--tile", "12", "--tile-overlap", "4"]) == 0
+    assert seen == [8]
+    loaded = load_any(weights)
+    tiled = upscale_tensor(loaded.model, lr, tile=16, tile_overlap=8, size_multiple=8)
+    assert np.array_equal(
+        read_image(tmp_path / "t" / "a_x4.png"), tiled.mul(255).round()[0].permute(1, 2, 0).byte().numpy()
+    )
+
+    # A precision the model is not safe in: one sentence, exit 2 (fp16 passes the device check here).
+    monkeypatch.setattr(infer_cli, "check_precision", lambda *args: None)
+    assert infer_cli.main([*args, "--precision", "fp16", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: SwinIR x4 does not give correct output in fp16; use --precision fp32 or bf16\n"
+
+
+def test_export_refuses_a_community_checkpoint_in_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from srformer.export import main as export_main
+
+    torch.save({"params": _random(_swinir_light_small).state_dict()}, tmp_path / "SwinIR-light_x4.pth")
+    assert export_main(["--model", str(tmp_path / "SwinIR-light_x4.pth"), "-o", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "is a community SwinIR x4 checkpoint; export writes ONNX of srformer models only" in err
+    assert err.count("\n") == 1 and not (tmp_path / "m.onnx").exists()
