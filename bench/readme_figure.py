@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from srformer import shipped
 from srformer.checkpoint import load_model
-from srformer.compare import BICUBIC, Method, crop_uint8, evaluate, grid_image, texture_crop_box
+from srformer.compare import BICUBIC, Method, captioned_row, crop_uint8, evaluate, grid_image, texture_crop_box
 from srformer.data.cache import ImageCache
 from srformer.data.photos import _photo, write_skimage_photos
 from srformer.evaluate import bicubic_upscaler
@@ -103,7 +103,7 @@ def real_photo_figure(
     height, width_lr = lr.shape[:2]
     tiles = [(f"LR (nearest x{scale}): {width_lr}x{height} JPEG q{quality}", crop_uint8(nearest, box))]
     tiles += [(f"srformer {label}", crop_uint8(out, box)) for label, out in outputs.items()]
-    return panel_row(tiles)
+    return captioned_row(tiles, zoom=1, caption_height=16)
 
 
 def jpeg_thumbnail(image: np.ndarray, width: int, quality: int) -> np.ndarray:
@@ -115,20 +115,6 @@ def jpeg_thumbnail(image: np.ndarray, width: int, quality: int) -> np.ndarray:
     thumb.save(buffer, format="JPEG", quality=quality)
     buffer.seek(0)
     return np.array(Image.open(buffer).convert("RGB"))
-
-
-def panel_row(tiles: list[tuple[str, np.ndarray]], zoom: int = 1) -> Image.Image:
-    """Labelled crops side by side, enlarged ``zoom`` times (nearest), as :func:`srformer.compare.grid_image`
-    lays them out but with no HR tile and no scores."""
-    side = tiles[0][1].shape[0] * zoom
-    caption, gap = 16, 4
-    row = Image.new("RGB", (len(tiles) * (side + gap) - gap, side + caption), "white")
-    draw = ImageDraw.Draw(row)
-    for index, (label, crop) in enumerate(tiles):
-        x = index * (side + gap)
-        row.paste(Image.fromarray(crop).resize((side, side), Image.Resampling.NEAREST), (x, 0))
-        draw.text((x + 2, side + 2), label, fill="black")
-    return row
 
 
 def stack_rows(rows: list[Image.Image], gap: int = 6) -> Image.Image:

@@ -109,20 +109,27 @@ def crop_uint8(image: Tensor, box: tuple[int, int, int]) -> np.ndarray:
     return patch.permute(1, 2, 0).cpu().numpy()
 
 
+def captioned_row(tiles: list[tuple[str, np.ndarray]], zoom: int = 2, caption_height: int = 28) -> Image.Image:
+    """``(caption, crop)`` tiles side by side on white, each crop ``(h, h, 3)`` uint8 enlarged ``zoom`` times
+    (nearest, so pixels stay pixels) with its caption (lines split at ``\\n``) below it."""
+    side = tiles[0][1].shape[0] * zoom
+    gap = 4
+    row = Image.new("RGB", (len(tiles) * (side + gap) - gap, side + caption_height), "white")
+    draw = ImageDraw.Draw(row)
+    for index, (caption, crop) in enumerate(tiles):
+        x = index * (side + gap)
+        row.paste(Image.fromarray(crop).resize((side, side), Image.Resampling.NEAREST), (x, 0))
+        draw.multiline_text((x + 2, side + 1), caption, fill="black", spacing=1)
+    return row
+
+
 def grid_image(row: ImageRow, method_names: list[str], zoom: int = 2) -> Image.Image:
     """Crops side by side (the methods, then HR), enlarged ``zoom`` times (nearest), each captioned with its
     name and scores."""
-    tiles = [(name, row.crops[name]) for name in method_names] + [("HR", row.hr_crop)]
-    side = row.hr_crop.shape[0] * zoom
-    caption, gap = 28, 4
-    grid = Image.new("RGB", (len(tiles) * (side + gap) - gap, side + caption), "white")
-    draw = ImageDraw.Draw(grid)
-    for index, (name, crop) in enumerate(tiles):
-        x = index * (side + gap)
-        grid.paste(Image.fromarray(crop).resize((side, side), Image.Resampling.NEAREST), (x, 0))
-        text = name if name == "HR" else f"{name}\n{row.scores[name][0]:.2f} dB / {row.scores[name][1]:.4f}"
-        draw.multiline_text((x + 2, side + 1), text, fill="black", spacing=1)
-    return grid
+    tiles = [
+        (f"{name}\n{row.scores[name][0]:.2f} dB / {row.scores[name][1]:.4f}", row.crops[name]) for name in method_names
+    ]
+    return captioned_row([*tiles, ("HR", row.hr_crop)], zoom)
 
 
 def evaluate(
