@@ -6,10 +6,16 @@ Every config value can be overridden (``python train.py experiment=bsd400_x4_tin
 
 A user error or a diverged run prints one line ``error: ...`` and writes ``failed.json`` in the run folder;
 a single run then exits with status 2, while a sweep records the failed job and goes on with the next one.
+A command line Hydra cannot compose (``model=nope``, a key the config lacks) is one line ``error: ...`` and
+exit status 2 too.
 """
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
+
+from srformer.errors import SRFormerError, hydra_errors_as_user_errors, report_user_error
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train.yaml")
@@ -20,5 +26,14 @@ def main(cfg: DictConfig) -> float | None:
     return run_task(cfg)
 
 
+def cli() -> None:
+    """``main`` with Hydra's own errors reported as every entry point reports a user error."""
+    try:
+        with hydra_errors_as_user_errors():
+            main()
+    except SRFormerError as err:
+        sys.exit(report_user_error(err))
+
+
 if __name__ == "__main__":
-    main()
+    cli()

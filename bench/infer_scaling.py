@@ -8,8 +8,9 @@ For each size a photo mosaic (skimage's photos side by side, rows 375 pixels hig
 like a photo) of 500x375, 1000x750, 2000x1500 or 4000x3000 pixels is upscaled x4 to PNG by ``infer.py`` in a
 fresh process, measured with GNU ``/usr/bin/time -v`` (peak resident set size, wall time from process start to
 exit, so imports, decoding and the closed file included). Right before each run the model's own throughput
-is measured in this process on one 256x256 input (median of 3 after a warm-up), on the same number of threads,
-so that the ratio of the two is taken under the same machine load. SwinIR-light (spandrel, random weights:
+is measured in this process on one 256x256 input (median of 3 after a warm-up), on the same number of threads
+and with the same allocator setting as ``infer.py`` (glibc keeps freed memory for reuse: without it the model
+alone page-faults and runs slower than the whole pipeline), so that the ratio is taken under the same load. SwinIR-light (spandrel, random weights:
 speed does not depend on them; built by ``bench/model_cost.py``'s ``peer_models``) goes through the very
 same command-line pipeline (tiling, streaming, PNG writing) in a child process that hands it to
 ``srformer.infer_cli.main`` in place of the checkpoint.
@@ -44,7 +45,7 @@ from report import write_section  # noqa: E402
 
 from srformer.checkpoint import load_model  # noqa: E402
 from srformer.imageio import peek_size  # noqa: E402
-from srformer.infer_cli import DEFAULT_MODEL  # noqa: E402
+from srformer.infer_cli import DEFAULT_MODEL, reuse_freed_memory  # noqa: E402
 
 #: Output megapixels -> input size (width, height) at x4.
 INPUT_SIZES = {3: (500, 375), 12: (1000, 750), 48: (2000, 1500), 192: (4000, 3000)}
@@ -106,8 +107,10 @@ def run_peer_child(infer_args: list[str]) -> int:
     return infer_cli.main(infer_args)
 
 
-def measure_run(name: str, image: Path, out_dir: Path, model_path: Path, threads: int) -> dict:
-    args = [str(image), "-o", str(out_dir), "--device", "cpu", "--quiet", "--overwrite"]
+def measure_run(
+    name: str, image: Path, out_dir: Path, model_path: Path, threads: int, infer_options: list[str]
+) -> dict:
+    args = [str(image), "-o", str(out_dir), "--device", "cpu", "--quiet", "--overwrite", *infer_options]
     if name == PEER:
         command = [sys.executable, str(Path(__file__).resolve()), "--peer-child", *args]
     else:
@@ -150,19 +153,32 @@ def plot(rows: list[dict], path: Path) -> None:
 
 NOTES = """How the pipeline is set up (see ``srformer/inference.py`` and ``srformer/imageio.py`` for the measurements):
 
-* Overlap 32 input pixels, from the model's measured reach: inverting one input pixel moves output pixels by
-  more than 1/255 up to 13-21 px away; a tile's output differs from the whole image's by 1.5 grey levels at
-  16 px from its border and 0.3 at 24 px. The crossfade is centred 16 px inside both tiles: with 64-px tiles
-  (seams every 32 px) the result is within 2.3 grey levels of the untiled one, +0.0002 dB PSNR.
+* Allocator: ``infer.py`` has glibc keep freed blocks of up to 256 MiB for reuse. By default (and with the
+  earlier 1 MiB mmap threshold, set against fragmentation) every tile faulted its feature maps in afresh,
+  0.7 (3.3) GiB of zero-filled pages per 256x256 tile, and the model ran up to 35% slower.
+* Overlap 16 input pixels (one window): inverting one input pixel moves output pixels by more than 1/255 up
+  to 13-21 px away, but the crossfade hides most of it: tiled against untiled on a photo, +0.002 dB PSNR,
+  at most 5-6 grey levels on under 0.1% of the pixels (overlap 32: 1-2 levels, half the speed gain).
 * Tiles: balanced (as few as the tile size allows, each only as long as needed), at most 256 px on the CPU:
-  larger tiles recompute less overlap but run slower per pixel once their activations leave the caches.
+  per pixel they run about as fast as the model alone on 256x256 (tiles of a 1000x750 job timed inside the
+  pipeline, quiet machine: 0.72-0.79 Mpx/s against 0.76) and recompute 13% of the pixels of a 2000x1500
+  input (overlap 16). 272-px tiles recompute 11%, but took the 48 MP job to 1355-1377 MiB (target 1377)
+  and one photo's tiled output 0.011 dB away from the untiled one (target 0.01).
+* Memory held through a tile's forward pass kept small: the shift mask is built without temporaries of its size
+  (38 MB less at the peak of a 256x240 tile), a tile's output is freed before the next tile runs, and the rows
+  carried into the next band stay in the band buffer instead of a copy that lives on through a row of tiles.
 * The result streams out one row of tiles at a time: converted to 8/16 bits in 256-row chunks and written
   as PNG by a streaming encoder ("Up" filter, zlib level 1: about 5x faster than level 6 for a file about 20%
   larger; ``--compression`` sets it). Memory then grows with the image's width only (one row of tiles at the
   output size, ~12 bytes per output pixel of it), not with its area. JPEG and WebP are assembled once in
   uint8 (memory-mapped next to the output when larger than the free memory).
-* Not done: decoding, compute and encoding do not overlap in time (encoding is a few % of the wall time at
-  level 1; on 2 busy cores a third thread would only compete with the model)."""
+* Where the time goes (1000x750 -> x4, cProfile, 2026-11-30): the model's forward passes 93-98% of the wall time;
+  imports and model load about 2.6 s; blending, conversion to 8 bits and PNG encoding together under 1.5 s;
+  the window indices and shift mask recomputed when the tile shape changes (twice per row of tiles) about
+  35 ms each. Decoding, compute and encoding do not overlap in time: encoding is 1-3% of the wall time.
+* The machine is shared: end-to-end ratios move by 10-20% between runs when other processes take CPU time
+  during the long run but not during the short model-alone measurement (tiles of one shape took 0.9 to 3.1 s
+  within one run with the training jobs paused)."""
 
 
 def verdict(rows: list[dict]) -> str:
@@ -183,6 +199,8 @@ def main() -> None:
     parser.add_argument("--peer-sizes", default="3,12", help=f"output megapixels of the {PEER} runs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--tile", default=None, help="infer.py's --tile (default: its own, auto)")
+    parser.add_argument("--tile-overlap", default=None, help="infer.py's --tile-overlap (default: its own)")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/BENCHMARKS.md")
     parser.add_argument(
         "--keep-previous",
@@ -191,9 +209,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # the allocator setting infer.py runs with: the model alone at its best, not page-faulting
     jobs = [("srformer", int(s)) for s in args.sizes.split(",") if s]
     jobs += [(PEER, int(s)) for s in args.peer_sizes.split(",") if s]
     models = {"srformer": load_model(args.model).eval(), PEER: swinir_light()}
+    infer_options = [f"--{name}={value}" for name, value in (("tile", args.tile), ("tile-overlap", args.tile_overlap))]
+    infer_options = [option for option in infer_options if not option.endswith("=None")]
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="srformer-scaling-") as tmp:
@@ -204,7 +225,7 @@ def main() -> None:
             if not image.exists():
                 make_mosaic(image, width, height)
             speed = model_speed(models[name])
-            row = measure_run(name, image, tmp_dir / "out", args.model, args.threads)
+            row = measure_run(name, image, tmp_dir / "out", args.model, args.threads, infer_options)
             row.update(model=name, input=f"{width}x{height}", model_mpx_s=speed, date=str(datetime.date.today()))
             rows.append(row)
             end_to_end = row["out_px"] / 1e6 / row["seconds"]
@@ -239,7 +260,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     header = (
         f"`{command}`\n\n"
-        f"`infer.py` (defaults: auto tile, overlap 32, PNG zlib level 1) on the CPU with {args.threads} threads"
+        f"`infer.py` (defaults: auto tile, overlap 16, PNG zlib level 1) on the CPU with {args.threads} threads"
         f" ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {datetime.date.today()};"
         f" load average {load:.1f} at the end of the run), model {args.model.name}; {PEER} with random weights"
         f" through the same pipeline. Wall time and peak RSS of a fresh process each ({rows[0]['method']}); the"

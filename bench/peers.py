@@ -23,8 +23,9 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_cost import peer_models  # noqa: E402
 
-from srformer.evaluate import Upscaler, model_upscaler  # noqa: E402
+from srformer.evaluate import model_upscaler  # noqa: E402
 from srformer.models import PRESETS, SRFormer, preset_settings  # noqa: E402
+from srformer.scoring import Upscaler  # noqa: E402
 
 PEER_NAMES = {"swinir-light": "SwinIR-light", "srformer-light": "SRFormer-light (paper)", "hat-s": "HAT-S"}
 SKIP = "+skip"
@@ -111,7 +112,7 @@ def peer_upscaler(model: nn.Module) -> Upscaler:
     """Spandrel's SwinIR/SRFormer/HAT pad the input to their window size themselves (and crop the output)."""
 
     @torch.no_grad()
-    def upscale(lr: Tensor, scale: int) -> Tensor:
+    def upscale(lr: Tensor) -> Tensor:
         return model(lr).float().clamp(0.0, 1.0)
 
     return upscale

@@ -29,10 +29,10 @@ from PIL import Image
 
 from srformer import shipped
 from srformer.checkpoint import load_model
-from srformer.compare import BICUBIC, Method, captioned_row, crop_uint8, evaluate, grid_image, texture_crop_box
+from srformer.compare import BICUBIC, Method, captioned_row, crop_uint8, grid_image, score_methods, texture_crop_box
 from srformer.data.cache import ImageCache
 from srformer.data.photos import _photo, write_skimage_photos
-from srformer.evaluate import bicubic_upscaler
+from srformer.evaluate import matlab_bicubic_upscaler
 from srformer.inference import upscale_tensor
 
 
@@ -75,12 +75,12 @@ def benchmark_figure(model_path: str, crop: int) -> Image.Image:
     scale = model.scale
     methods = [
         Method("LR (nearest)", lambda lr: F.interpolate(lr, scale_factor=scale, mode="nearest")),
-        Method(BICUBIC, lambda lr: bicubic_upscaler(lr, scale)),
+        Method(BICUBIC, matlab_bicubic_upscaler(scale)),
         Method(f"srformer ({Path(model_path).stem})", lambda lr: upscale_tensor(model, lr)),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         _, val_dir = write_skimage_photos(tmp)
-        rows = evaluate(methods, [val_dir], scale, ImageCache(Path(tmp) / "cache"), model_device(model), crop)
+        rows = score_methods(methods, [val_dir], scale, ImageCache(Path(tmp) / "cache"), model_device(model), crop)
     return stack_rows([grid_image(row, [m.name for m in methods]) for row in rows])
 
 
@@ -99,7 +99,7 @@ def real_photo_figure(
             scale = model.scale
     nearest = F.interpolate(lr_tensor, scale_factor=scale, mode="nearest")
     # the crop where there is most to see, chosen on a neutral upscale so that no model's output picks it
-    box = texture_crop_box(bicubic_upscaler(lr_tensor, scale), crop) if at is None else (*at, crop)
+    box = texture_crop_box(matlab_bicubic_upscaler(scale)(lr_tensor), crop) if at is None else (*at, crop)
     height, width_lr = lr.shape[:2]
     tiles = [(f"LR (nearest x{scale}): {width_lr}x{height} JPEG q{quality}", crop_uint8(nearest, box))]
     tiles += [(f"srformer {label}", crop_uint8(out, box)) for label, out in outputs.items()]

@@ -1,11 +1,15 @@
 """Compare checkpoints side by side: ``python -m srformer.compare MODEL [MODEL ...] --data DIR [DIR ...] --scale S``.
 
+A MODEL is a weights file, run folder, community checkpoint, shipped name, or a W&B artifact reference
+(``entity/project/weights-<run id>:best``, as training logs them; downloaded, so ``--wandb-mode online``).
+
 Every model, and MATLAB bicubic as the baseline, is scored on every benchmark folder with the project's
 protocol (:mod:`srformer.evaluate`: HR cropped to a multiple of the scale, MATLAB bicubic LR at uint8 levels,
 SR clamped and rounded, Y-channel PSNR/SSIM with ``scale`` border pixels). Prints a markdown table with PSNR/SSIM
 per dataset, parameters, FLOPs per output pixel and CPU/GPU throughput; writes one PNG grid of crops per image
 (bicubic | model 1 | ... | HR; the crop is the image's most textured region, where methods differ most);
-logs one wandb run (offline unless ``--wandb-mode online``) with the metrics and crops in a ``wandb.Table``.
+logs one W&B run per method (offline unless ``--wandb-mode online``), all in one group, each with the same
+crop keys, so W&B's run comparison lines them up (:func:`log_wandb`).
 ``--degradation D1|jpeg30|noise10`` makes the LR with that fixed benchmark degradation instead of bicubic,
 as ``srformer.evaluate`` does.
 """
@@ -13,11 +17,14 @@ as ``srformer.evaluate`` does.
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,26 +32,28 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
-from srformer.checkpoint import load_any
+from srformer.checkpoint import ModelDescriptor, load_any
 from srformer.data.benchmark_degradations import BICUBIC as BICUBIC_LR
 from srformer.data.benchmark_degradations import check_degradation, degradation_names
 from srformer.data.cache import ImageCache, default_cache_dir
-from srformer.errors import SRFormerError, exit_on_user_error
-from srformer.evaluate import benchmark_dataset, bicubic_upscaler, dataset_name
+from srformer.errors import SRFormerError, exit_on_user_error, resolve_device
+from srformer.evaluate import matlab_bicubic_upscaler
 from srformer.inference import upscale_tensor
-from srformer.metrics import psnr_y, ssim_y
+from srformer.pixels import to_uint8
 from srformer.profiling import count_parameters, flops_per_output_pixel, seconds_per_call
+from srformer.scoring import Upscaler, dataset_name, mean_scores, score_folder
+from srformer.tracking import ModelSource, artifact_reference, resolve_model_source
 
 BICUBIC = "bicubic"
-Upscaler = Callable[[Tensor], Tensor]
 
 
 @dataclass
 class Method:
-    """A model (or bicubic) under comparison, with its cost figures and per-dataset scores."""
+    """A model (or bicubic) under comparison, with its cost figures and per-dataset scores (per image, in the
+    datasets' order). ``name`` is unique among the compared methods."""
 
     name: str
-    upscale: Upscaler
+    upscale: Upscaler  # built for the compared scale
     params: int | None = None
     flops_per_px: float | None = None
     mpix_per_s: float | None = None
@@ -65,12 +74,17 @@ class ImageRow:
 
 
 def model_label(path: str, taken: set[str]) -> str:
-    """Short unique name of a model path: the file stem, or the run folder's name for ``best``/``last``."""
-    resolved = Path(path)
-    label = resolved.name if resolved.is_dir() else resolved.stem
-    if label in ("best", "last") and resolved.parent.name:
-        parent = resolved.parent.parent if resolved.parent.name == "checkpoints" else resolved.parent
-        label = f"{parent.name}/{label}"
+    """Short unique name of a model: the file stem, the run folder's name for ``best``/``last``, or for a W&B
+    artifact reference its ``name:alias``."""
+    reference = artifact_reference(path)
+    if reference is not None:
+        label = reference.rsplit("/", 1)[-1]
+    else:
+        resolved = Path(path)
+        label = resolved.name if resolved.is_dir() else resolved.stem
+        if label in ("best", "last") and resolved.parent.name:
+            parent = resolved.parent.parent if resolved.parent.name == "checkpoints" else resolved.parent
+            label = f"{parent.name}/{label}"
     unique, index = label, 2
     while unique in taken or unique == BICUBIC:
         unique, index = f"{label}#{index}", index + 1
@@ -104,8 +118,10 @@ def texture_crop_box(hr: Tensor, size: int) -> tuple[int, int, int]:
 
 
 def crop_uint8(image: Tensor, box: tuple[int, int, int]) -> np.ndarray:
+    """The ``box`` (top, left, side) of ``image`` ``(1, 3, H, W)`` (float in [0, 1] or uint8) -> ``(side, side, 3)``
+    uint8 array."""
     top, left, side = box
-    patch = image[0, :, top : top + side, left : left + side].clamp(0, 1).mul(255).round().byte()
+    patch = to_uint8(image[0, :, top : top + side, left : left + side])
     return patch.permute(1, 2, 0).cpu().numpy()
 
 
@@ -132,7 +148,7 @@ def grid_image(row: ImageRow, method_names: list[str], zoom: int = 2) -> Image.I
     return captioned_row([*tiles, ("HR", row.hr_crop)], zoom)
 
 
-def evaluate(
+def score_methods(
     methods: list[Method],
     folders: list[Path],
     scale: int,
@@ -141,30 +157,26 @@ def evaluate(
     crop_size: int,
     degradation: str = BICUBIC_LR,
 ) -> list[ImageRow]:
-    """Score every method on every image of every folder (LR made by ``degradation``); returns per-image
-    crops and scores."""
+    """Score every method on every image of every folder (LR made by ``degradation``) through
+    :func:`srformer.scoring.score_folder`; fills each method's per-image ``psnr``/``ssim`` and returns each
+    image's crops (the HR's most textured ``crop_size`` square, the same box for every method) and scores."""
+    names = [method.name for method in methods]
+    if len(set(names)) != len(names):
+        raise ValueError(f"method names must be unique, got {names}")
+    upscalers = {method.name: method.upscale for method in methods}
     rows: list[ImageRow] = []
     for folder in folders:
         dataset = dataset_name(folder)
-        images = benchmark_dataset(folder, scale, cache, degradation)
         for method in methods:
             method.psnr[dataset], method.ssim[dataset] = [], []
-        for index in range(len(images)):
-            sample = images[index]
-            lr = sample["lr"].unsqueeze(0).to(device)
-            hr = sample["hr"].unsqueeze(0).to(device)
-            box = texture_crop_box(hr, crop_size)
-            row = ImageRow(dataset, sample["name"], crop_uint8(hr, box))
+        for image in score_folder(upscalers, folder, scale, cache, device, degradation):
+            box = texture_crop_box(image.hr, crop_size)
+            row = ImageRow(dataset, image.name, crop_uint8(image.hr, box))
             for method in methods:
-                sr = method.upscale(lr)
-                if sr.shape != hr.shape:
-                    raise SRFormerError(
-                        f"{method.name} made {tuple(sr.shape)} from {sample['name']}, expected {tuple(hr.shape)}"
-                    )
-                psnr, ssim = float(psnr_y(sr, hr, scale)[0]), float(ssim_y(sr, hr, scale)[0])
+                psnr, ssim = image.scores[method.name]
                 method.psnr[dataset].append(psnr)
                 method.ssim[dataset].append(ssim)
-                row.crops[method.name] = crop_uint8(sr, box)
+                row.crops[method.name] = crop_uint8(image.sr[method.name], box)
                 row.scores[method.name] = (psnr, ssim)
             rows.append(row)
     return rows
@@ -184,43 +196,122 @@ def markdown_table(methods: list[Method], datasets: list[str], scale: int, devic
             "-" if method.flops_per_px is None else f"{method.flops_per_px / 1e3:.1f}K",
             "-" if method.mpix_per_s is None else f"{method.mpix_per_s:.3f}",
         ]
-        cells += [f"{np.mean(method.psnr[d]):.2f} / {np.mean(method.ssim[d]):.4f}" for d in datasets]
+        means = [mean_scores(zip(method.psnr[d], method.ssim[d], strict=True)) for d in datasets]
+        cells += [f"{psnr:.2f} / {ssim:.4f}" for psnr, ssim in means]
         cells.append(method.model or "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def log_wandb(
-    rows: list[ImageRow], methods: list[Method], datasets: list[str], config: dict, mode: str, project: str, out: Path
-) -> str | None:
-    """One wandb run: ``comparison`` table (a row per image and method, with its crop) and ``summary`` table."""
-    if mode == "disabled":
-        return None
+@dataclass(frozen=True)
+class ModelOrigin:
+    """Where a compared model came from (a path or a W&B artifact) and what :func:`load_any` found there."""
+
+    source: ModelSource
+    descriptor: ModelDescriptor
+
+
+def method_config(method: Method, origin: ModelOrigin | None, scale: int) -> dict[str, Any]:
+    """What ``method`` is, for its run's config: architecture, scale, cost, and its source (path or artifact
+    version); ``origin`` is ``None`` for bicubic."""
+    if origin is None:
+        return {"name": method.name, "architecture": "bicubic (MATLAB)", "scale": scale, "params": 0}
+    descriptor = origin.descriptor
+    return {
+        "name": method.name,
+        "model": method.model,
+        "architecture": descriptor.architecture,
+        "preset": descriptor.preset,
+        "scale": descriptor.scale,
+        "params": method.params,
+        "flops_per_px": method.flops_per_px,
+        "source": origin.source.given,
+        "file": str(descriptor.path),
+        "artifact": origin.source.artifact_version,
+    }
+
+
+def run_summary(method: Method, datasets: list[str]) -> dict[str, float]:
+    """``{dataset}/psnr_y`` and ``{dataset}/ssim_y`` (means over the dataset's images), ``psnr_y`` and ``ssim_y``
+    (means of the datasets' means, as papers report several benchmarks) and ``mpix_per_s`` when measured."""
+    summary: dict[str, float] = {}
+    means = [mean_scores(zip(method.psnr[dataset], method.ssim[dataset], strict=True)) for dataset in datasets]
+    for dataset, (psnr, ssim) in zip(datasets, means, strict=True):
+        summary[f"{dataset}/psnr_y"], summary[f"{dataset}/ssim_y"] = psnr, ssim
+    summary["psnr_y"], summary["ssim_y"] = mean_scores(means)
+    if method.mpix_per_s is not None:
+        summary["mpix_per_s"] = method.mpix_per_s
+    return summary
+
+
+def comparison_table(rows: list[ImageRow], methods: list[Method]) -> Any:
+    """A ``wandb.Table`` with a row per image and method: scores, the method's crop and the HR crop."""
     import wandb
 
-    run = wandb.init(
-        project=project, mode=mode, dir=str(out), config=config, job_type="compare", reinit="finish_previous"
-    )
-    try:
-        table = wandb.Table(columns=["dataset", "image", "method", "psnr_y", "ssim_y", "crop", "hr_crop"])
-        for row in rows:
-            hr_crop = wandb.Image(row.hr_crop)
-            for method in methods:
-                psnr, ssim = row.scores[method.name]
-                table.add_data(
-                    row.dataset, row.name, method.name, psnr, ssim, wandb.Image(row.crops[method.name]), hr_crop
-                )
-        summary = wandb.Table(columns=["method", "dataset", "psnr_y", "ssim_y", "params", "flops_per_px", "mpix_per_s"])
+    table = wandb.Table(columns=["dataset", "image", "method", "psnr_y", "ssim_y", "crop", "hr_crop"])
+    for row in rows:
+        hr_crop = wandb.Image(row.hr_crop)
         for method in methods:
-            for dataset in datasets:
-                summary.add_data(
-                    method.name, dataset, float(np.mean(method.psnr[dataset])), float(np.mean(method.ssim[dataset])),
-                    method.params, method.flops_per_px, method.mpix_per_s,
-                )  # fmt: skip
-        run.log({"comparison": table, "summary": summary})
-        return run.dir
-    finally:
-        run.finish()
+            psnr, ssim = row.scores[method.name]
+            table.add_data(row.dataset, row.name, method.name, psnr, ssim, wandb.Image(row.crops[method.name]), hr_crop)
+    return table
+
+
+def log_wandb(
+    rows: list[ImageRow],
+    methods: list[Method],
+    origins: dict[str, ModelOrigin],
+    datasets: list[str],
+    config: dict,
+    mode: str,
+    project: str,
+    group: str,
+    out: Path,
+    entity: str | None = None,
+) -> list[str]:
+    """One W&B run per method (bicubic first), named by its label, all in ``group`` with job type ``compare``,
+    so that W&B's run comparison lines them up; returns the run folders (none when ``mode`` is disabled).
+
+    Each run has ``config`` plus ``method`` (:func:`method_config`), the summary of :func:`run_summary`, and,
+    under the same keys in every run, each image's crop (the same box for every method) as
+    ``crops/{dataset}/{image}`` and the HR crop as ``hr/{dataset}/{image}``. A run whose model came from a
+    W&B artifact declares it as its input (``use_artifact``: the lineage graph links the training run). The
+    bicubic run also holds ``comparison`` (:func:`comparison_table`), every method in one table, handy offline.
+    """
+    if mode == "disabled":
+        return []
+    import wandb
+
+    run_dirs = []
+    for method in methods:
+        origin = origins.get(method.name)
+        try:  # an absolute dir: wandb resolves a relative one against the folder of the process's first run
+            run = wandb.init(
+                project=project, entity=entity, group=group, name=method.name, job_type="compare", mode=mode,
+                dir=str(out.resolve()), config={**config, "method": method_config(method, origin, config["scale"])},
+                reinit="finish_previous",
+            )  # fmt: skip
+        except wandb.errors.Error as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise SRFormerError(f"W&B run could not start ({reason}); the scores and grids above are complete") from err
+        try:
+            if origin is not None and origin.source.artifact is not None:
+                run.use_artifact(origin.source.artifact)
+            run.summary.update(run_summary(method, datasets))
+            media: dict[str, Any] = {}
+            for row in rows:
+                psnr, ssim = row.scores[method.name]
+                key = f"{row.dataset}/{Path(row.name).stem}"
+                caption = f"{method.name}: {psnr:.2f} dB / {ssim:.4f}"
+                media[f"crops/{key}"] = wandb.Image(row.crops[method.name], caption=caption)
+                media[f"hr/{key}"] = wandb.Image(row.hr_crop, caption="HR")
+            if method.name == BICUBIC:
+                media["comparison"] = comparison_table(rows, methods)
+            run.log(media)
+            run_dirs.append(run.dir)
+        finally:
+            run.finish()
+    return run_dirs
 
 
 def _model_upscaler(model: nn.Module, tile: int | None, size_multiple: int) -> Upscaler:
@@ -229,20 +320,32 @@ def _model_upscaler(model: nn.Module, tile: int | None, size_multiple: int) -> U
 
 
 def build_methods(
-    model_paths: list[str], scale: int, device: torch.device, tile: int | None, cost_side: int, repeats: int
-) -> list[Method]:
-    """Bicubic, then every model file :func:`srformer.checkpoint.load_any` reads (ours, or community checkpoints
-    such as SwinIR's ``.pth``), each labelled by its path and its descriptor's name."""
-    methods = [Method(BICUBIC, lambda lr: bicubic_upscaler(lr, scale))]
+    models: list[str],
+    scale: int,
+    device: torch.device,
+    tile: int | None,
+    cost_side: int,
+    repeats: int,
+    wandb_mode: str = "offline",
+) -> tuple[list[Method], dict[str, ModelOrigin]]:
+    """Bicubic, then every model :func:`srformer.checkpoint.load_any` reads (ours, or community checkpoints
+    such as SwinIR's ``.pth``), from a path or a W&B artifact reference (downloaded unless ``wandb_mode`` is
+    offline: :func:`srformer.tracking.resolve_model_source`), each labelled by :func:`model_label`; and where
+    each model came from, by label."""
+    # Every source first: a reference that cannot be fetched stops the comparison before any model is loaded.
+    sources = [resolve_model_source(given, wandb_mode) for given in models]
+    methods = [Method(BICUBIC, matlab_bicubic_upscaler(scale))]
+    origins: dict[str, ModelOrigin] = {}
     taken: set[str] = set()
-    for path in model_paths:
-        loaded = load_any(path, device=device, scale=scale)
+    for source in sources:
+        loaded = load_any(source.path, device=device, scale=scale)
         model, descriptor = loaded.model, loaded.descriptor
-        name = model_label(str(descriptor.path), taken)
+        name = model_label(source.given if source.artifact is not None else str(descriptor.path), taken)
         params, flops, speed = measure_cost(model, scale, device, cost_side, repeats)
         upscale = _model_upscaler(model, tile, descriptor.size_multiple)
         methods.append(Method(name, upscale, params, flops, speed, model=descriptor.name))
-    return methods
+        origins[name] = ModelOrigin(source, descriptor)
+    return methods, origins
 
 
 @exit_on_user_error
@@ -251,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "models",
         nargs="+",
-        help="weights (.safetensors), Lightning .ckpt files, run folders or community checkpoints (SwinIR .pth, ...)",
+        help="weights (.safetensors), Lightning .ckpt files, run folders, community checkpoints (SwinIR .pth, ...)"
+        " or W&B artifacts ([entity/]project/weights-RUNID:best; needs --wandb-mode online)",
     )
     parser.add_argument("--data", nargs="+", required=True, type=Path, help="benchmark folders (HR images)")
     parser.add_argument("--scale", type=int, required=True, help="upscaling factor; every model must have it")
@@ -261,8 +365,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=96, help="side of the HR crops in the grids (pixels)")
     parser.add_argument("--cost-size", type=int, default=128, help="input side for FLOPs and throughput")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs for throughput (median)")
-    parser.add_argument("--wandb-mode", choices=["offline", "online", "disabled"], default="offline")
+    parser.add_argument(
+        "--wandb-mode",
+        choices=["offline", "online", "disabled"],
+        default="offline",
+        help="offline (default): runs under OUTPUT/wandb, upload later with `wandb sync`; online also downloads"
+        " W&B artifact models",
+    )
     parser.add_argument("--wandb-project", default="srformer-compare")
+    parser.add_argument("--wandb-entity", default=None, help="W&B team or user of the runs (default: yours)")
+    parser.add_argument("--wandb-group", default=None, help="runs' W&B group (default: compare-TIME-ID)")
     parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default: ~/.cache/srformer)")
     parser.add_argument("--no-cache", action="store_true", help="use a temporary cache, removed afterwards")
     parser.add_argument(
@@ -277,11 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for folder in args.data:
         if not folder.is_dir():
             raise SRFormerError(f"data folder not found: {folder}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    methods = build_methods(args.models, args.scale, device, args.tile or None, args.cost_size, args.repeats)
+    device = resolve_device(args.device)
+    methods, origins = build_methods(
+        args.models, args.scale, device, args.tile or None, args.cost_size, args.repeats, args.wandb_mode
+    )
     with tempfile.TemporaryDirectory(prefix="srformer-compare-") as tmp:
         cache = ImageCache(Path(tmp) if args.no_cache else Path(args.cache_dir or default_cache_dir() / "decoded"))
-        rows = evaluate(methods, args.data, args.scale, cache, device, args.crop, args.degradation)
+        rows = score_methods(methods, args.data, args.scale, cache, device, args.crop, args.degradation)
     datasets = list(dict.fromkeys(row.dataset for row in rows))
     table = markdown_table(methods, datasets, args.scale, device)
     print(f"LR: {args.degradation}\n{table}")
@@ -297,8 +411,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "degradation": args.degradation,
         "table": table,
     }
-    run_dir = log_wandb(rows, methods, datasets, config, args.wandb_mode, args.wandb_project, args.output)
-    print(f"\ngrids: {args.output / 'grids'}" + (f"; wandb run: {run_dir}" if run_dir else ""), file=sys.stderr)
+    group = args.wandb_group or f"compare-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    run_dirs = log_wandb(
+        rows, methods, origins, datasets, config, args.wandb_mode, args.wandb_project, group, args.output,
+        args.wandb_entity,
+    )  # fmt: skip
+    print(f"\ngrids: {args.output / 'grids'}", file=sys.stderr)
+    if run_dirs:
+        sync = f"; upload: wandb sync {args.output / 'wandb'}/offline-run-*" if args.wandb_mode == "offline" else ""
+        print(f"W&B: {len(run_dirs)} runs in group {group} under {args.output / 'wandb'}{sync}", file=sys.stderr)
     return 0
 
 

@@ -10,15 +10,22 @@ traceback. Two ways to get that, both through :func:`report_user_error`:
 * call :func:`report_user_error` in an ``except SRFormerError`` where the entry point must decide what
   happens next (``train.py`` records a failed sweep job and lets the sweep go on).
 
+Hydra's own errors (``model=nope``, a key the config lacks, an override it cannot parse) would be printed by
+Hydra over several lines with exit status 1; :func:`hydra_errors_as_user_errors` turns them into a
+:class:`ConfigError` so that ``train.py`` reports them the same way.
+
 Devices are validated in one place too: :func:`resolve_device` turns ``--device`` into a ``torch.device``
 or raises an :class:`SRFormerError` naming what this machine has.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,6 +55,11 @@ class DeviceError(SRFormerError):
     """The requested device is unknown or not present on this machine."""
 
 
+class ConfigError(SRFormerError):
+    """A training command line Hydra cannot turn into a config: an unknown config group option (``model=nope``),
+    a key the config lacks, an override it cannot parse, a target it cannot build."""
+
+
 def report_user_error(error: SRFormerError, prefix: str = "") -> int:
     """Print ``error: <prefix><message>`` (one line) on stderr; returns :data:`EXIT_USAGE`."""
     message = " ".join(str(error).split()) or type(error).__name__
@@ -67,6 +79,57 @@ def exit_on_user_error(main: Callable[..., int]) -> Callable[..., int]:
             return report_user_error(err)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def hydra_errors_as_user_errors() -> Iterator[None]:
+    """Around a call of a ``@hydra.main`` function: Hydra's composition errors (and a ``_target_`` it cannot
+    build) raise :class:`ConfigError` with one sentence instead of Hydra's report and exit status 1.
+
+    Hydra re-raises instead of reporting when ``HYDRA_FULL_ERROR`` is set, so it is set for the call; other
+    exceptions (bugs) then keep their full traceback. A user who set ``HYDRA_FULL_ERROR`` gets Hydra's
+    behaviour unchanged.
+    """
+    from hydra.errors import ConfigCompositionException, InstantiationException, OverrideParseException
+
+    if os.environ.get("HYDRA_FULL_ERROR"):
+        yield
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    except (ConfigCompositionException, OverrideParseException, InstantiationException) as err:
+        raise ConfigError(hydra_error_message(err)) from None
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def hydra_error_message(err: Exception) -> str:
+    """One sentence for a Hydra composition error; an unknown group option lists the group's options."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and err.options is not None:
+        group, _, name = err.missing_cfg_file.rpartition("/")
+        available = ", ".join(err.options) if err.options else "none"
+        return f"there is no {group} config {name!r} (configs/{group}/{name}.yaml); available: {available}"
+    text = str(err)
+    cause = err.__cause__
+    if cause is not None and type(cause).__module__.startswith("omegaconf"):  # as Hydra's own report shows it
+        text += "\n" + str(cause)
+    unknown_key = re.match(r"Could not override '([^']+)'\.\nTo append to your config use (\S+)", text)
+    if unknown_key and "not in struct" in text:
+        key, append = unknown_key.groups()
+        return f"there is no key {key!r} in the config to override (to add one, use {append})"
+    parts = []
+    for line in text.splitlines():
+        line = line.strip().rstrip(".:")
+        if not line or line.startswith(("full_key:", "object_type=", "reference_type=", "See https://")):
+            continue
+        if line.startswith("Config search path"):
+            break
+        parts.append(line)
+    text = "; ".join(parts)
+    return text[:1].lower() + text[1:] if text else type(err).__name__
 
 
 def resolve_device(name: str | None = None) -> torch.device:

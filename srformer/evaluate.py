@@ -27,20 +27,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from srformer.data.benchmark_degradations import (
-    BICUBIC,
-    check_degradation,
-    degradation_names,
-    prepare_all_degraded,
-)
+from srformer.data.benchmark_degradations import BICUBIC, check_degradation, degradation_names
 from srformer.data.cache import ImageCache, default_cache_dir
-from srformer.data.datasets import EvalDataset, find_pairs
-from srformer.errors import CheckpointError, SRFormerError
+from srformer.errors import CheckpointError, SRFormerError, exit_on_user_error, resolve_device
 from srformer.imresize import imresize
-from srformer.metrics import PSNRY, SSIMY, Space, to_uint8_levels
-
-Upscaler = Callable[[Tensor, int], Tensor]
-"""(1, 3, h, w) float in [0, 1], scale -> (1, 3, h*s, w*s) float (clamped and rounded afterwards)."""
+from srformer.metrics import Space
+from srformer.pixels import to_uint8
+from srformer.scoring import Upscaler, dataset_name, mean_scores, score_folder
 
 
 @dataclass(frozen=True)
@@ -54,10 +47,14 @@ class Result:
     lpips: float | None = None
 
 
-def bicubic_upscaler(lr: Tensor, scale: int) -> Tensor:
-    """MATLAB bicubic upscaling of the uint8 LR image, as the published bicubic baselines do."""
-    lr_uint8 = lr.mul(255.0).round().to(torch.uint8)
-    return imresize(lr_uint8, scale=scale).float().div(255.0)
+def matlab_bicubic_upscaler(scale: int) -> Upscaler:
+    """MATLAB bicubic upscaling by ``scale`` of the uint8 LR image, as the published bicubic baselines do
+    (:func:`srformer.imresize.imresize`; not torch's bicubic, whose kernel and borders differ)."""
+
+    def upscale(lr: Tensor) -> Tensor:
+        return imresize(to_uint8(lr), scale=scale).float().div(255.0)
+
+    return upscale
 
 
 def model_upscaler(model: nn.Module, tta: bool = False) -> Upscaler:
@@ -68,22 +65,10 @@ def model_upscaler(model: nn.Module, tta: bool = False) -> Upscaler:
     from srformer.inference import upscale_tensor  # the inference code loads only when a model is evaluated
 
     @torch.no_grad()
-    def upscale(lr: Tensor, scale: int) -> Tensor:
+    def upscale(lr: Tensor) -> Tensor:
         return upscale_tensor(model, lr, tta=tta)
 
     return upscale
-
-
-def dataset_name(folder: Path) -> str:
-    """``Set5`` for ``.../Set5`` and for ``.../Set5/HR``."""
-    folder = folder.resolve()
-    return folder.parent.name if folder.name == "HR" else folder.name
-
-
-def benchmark_dataset(folder: str | Path, scale: int, cache: ImageCache, degradation: str = BICUBIC) -> EvalDataset:
-    """The (LR, HR) images of a benchmark folder at ``scale``, the LR made by ``degradation`` (cached)."""
-    pairs = find_pairs(folder, scale)
-    return EvalDataset(prepare_all_degraded(cache, pairs, scale, degradation, what=str(folder)), scale)
 
 
 def lpips_metric(device: torch.device) -> tuple[nn.Module | None, str]:
@@ -112,30 +97,22 @@ def evaluate_folder(
     degradation: str = BICUBIC,
     lpips: nn.Module | None = None,
 ) -> Result:
-    """Mean PSNR/SSIM (and LPIPS with an ``lpips`` metric) of ``upscaler`` over every readable image of
-    ``folder`` at ``scale``, the LR made by ``degradation``."""
-    folder = Path(folder)
-    dataset = benchmark_dataset(folder, scale, cache, degradation)
-    psnr_metric = PSNRY(border=scale, space=space).to(device)
-    ssim_metric = SSIMY(border=scale, space=space).to(device)
+    """Mean PSNR/SSIM (and LPIPS with an ``lpips`` metric) of ``upscaler`` (built for ``scale``) over every
+    readable image of ``folder`` at ``scale``, the LR made by ``degradation``
+    (:func:`srformer.scoring.score_folder`)."""
+    scores: list[tuple[float, float]] = []
     lpips_values: list[float] = []
-    for index in range(len(dataset)):
-        sample = dataset[index]
-        lr = sample["lr"].unsqueeze(0).to(device)
-        hr = sample["hr"].unsqueeze(0).to(device)
-        sr = upscaler(lr, scale)
-        if sr.shape != hr.shape:
-            raise SRFormerError(f"the model made {tuple(sr.shape)} from {sample['name']}, expected {tuple(hr.shape)}")
-        psnr_metric.update(sr, hr)
-        ssim_metric.update(sr, hr)
-        if lpips is not None:
-            lpips_values.append(float(lpips(to_uint8_levels(sr).float().div(255.0), hr)))
+    for image in score_folder({"the model": upscaler}, folder, scale, cache, device, degradation, space):
+        scores.append(image.scores["the model"])
+        if lpips is not None:  # on the SR as scored: uint8 levels, as a saved file
+            lpips_values.append(float(lpips(image.sr["the model"].float().div(255.0), image.hr)))
+    psnr, ssim = mean_scores(scores)
     return Result(
         dataset_name(folder),
         scale,
-        float(psnr_metric.compute()),
-        float(ssim_metric.compute()),
-        len(dataset),
+        psnr,
+        ssim,
+        len(scores),
         degradation,
         sum(lpips_values) / len(lpips_values) if lpips_values else None,
     )
@@ -143,13 +120,13 @@ def evaluate_folder(
 
 def _load_upscaler(
     model_arg: str, scales: list[int] | None, device: torch.device, tta: bool = False
-) -> tuple[Upscaler, list[int], str]:
-    """``(upscaler, scales, label)``; any model file :func:`srformer.checkpoint.load_any` reads (ours or a
-    community checkpoint such as SwinIR's ``.pth``), its scale and label from its descriptor."""
+) -> tuple[Callable[[int], Upscaler], list[int], str]:
+    """``(upscaler for a scale, scales, label)``; any model file :func:`srformer.checkpoint.load_any` reads
+    (ours or a community checkpoint such as SwinIR's ``.pth``), its scale and label from its descriptor."""
     if model_arg == "bicubic":
         if tta:
             raise SRFormerError("--tta is for models; bicubic upscaling is the same for every flip and rotation")
-        return bicubic_upscaler, scales or [4], "bicubic"
+        return matlab_bicubic_upscaler, scales or [4], "bicubic"
     from srformer.checkpoint import load_any  # the model code loads only when a model is evaluated
 
     loaded = load_any(model_arg, device=device)
@@ -158,7 +135,8 @@ def _load_upscaler(
         raise CheckpointError(
             f"{model_arg} is a x{descriptor.scale} model; it cannot be evaluated at x{scales} ({descriptor.name})"
         )
-    return model_upscaler(loaded.model, tta), [descriptor.scale], f"{descriptor.name} ({model_arg})"
+    upscaler = model_upscaler(loaded.model, tta)
+    return lambda scale: upscaler, [descriptor.scale], f"{descriptor.name} ({model_arg})"
 
 
 def format_table(results: list[Result], model: str, space: Space) -> str:
@@ -178,6 +156,7 @@ def format_table(results: list[Result], model: str, space: Space) -> str:
     return f"model: {model}\n" + "\n".join(lines)
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srformer.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -201,32 +180,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lpips", action="store_true", help="also LPIPS (AlexNet), if its weights are present")
     args = parser.parse_args(argv)
 
-    try:
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        if any(s < 1 for s in args.scale or []):
-            raise SRFormerError(f"scales must be positive integers, got {args.scale}")
-        check_degradation(args.degradation)
-        upscaler, scales, label = _load_upscaler(args.model, args.scale, device, args.tta)
-        lpips = None
-        if args.lpips:
-            lpips, reason = lpips_metric(device)
-            if lpips is None:
-                print(reason, file=sys.stderr)
-        with tempfile.TemporaryDirectory(prefix="srformer-eval-") as tmp:
-            cache_root = Path(tmp) if args.no_cache else Path(args.cache_dir or default_cache_dir() / "decoded")
-            cache = ImageCache(cache_root)
-            results = []
-            for folder in args.data:
-                for scale in scales:
-                    result = evaluate_folder(
-                        upscaler, folder, scale, cache, device, args.space, args.degradation, lpips
-                    )
-                    results.append(result)
-                    if args.json:
-                        print(json.dumps({k: v for k, v in asdict(result).items() if v is not None}), flush=True)
-    except SRFormerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    device = resolve_device(args.device)
+    if any(s < 1 for s in args.scale or []):
+        raise SRFormerError(f"scales must be positive integers, got {args.scale}")
+    check_degradation(args.degradation)
+    upscaler_for, scales, label = _load_upscaler(args.model, args.scale, device, args.tta)
+    lpips = None
+    if args.lpips:
+        lpips, reason = lpips_metric(device)
+        if lpips is None:
+            print(reason, file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="srformer-eval-") as tmp:
+        cache_root = Path(tmp) if args.no_cache else Path(args.cache_dir or default_cache_dir() / "decoded")
+        cache = ImageCache(cache_root)
+        results = []
+        for folder in args.data:
+            for scale in scales:
+                result = evaluate_folder(
+                    upscaler_for(scale), folder, scale, cache, device, args.space, args.degradation, lpips
+                )
+                results.append(result)
+                if args.json:
+                    print(json.dumps({k: v for k, v in asdict(result).items() if v is not None}), flush=True)
     if not args.json:
         print(format_table(results, label + (" (x8 self-ensemble)" if args.tta else ""), args.space))
     return 0

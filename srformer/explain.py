@@ -34,10 +34,11 @@ from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
 from srformer import shipped
-from srformer.errors import SRFormerError
+from srformer.errors import SRFormerError, exit_on_user_error
 from srformer.models import SRFormer
 from srformer.models.attention import CapturingAttention
 from srformer.models.blocks import SelfAttentionBlock
+from srformer.pixels import to_uint8_array
 
 DEFAULT_MODEL = shipped.weights_file("x4")  # as infer.py
 WINDOW_COLOUR = (0, 230, 255)
@@ -187,7 +188,7 @@ def overlay(rgb: np.ndarray, heat: np.ndarray, zoom: int) -> Image.Image:
     grey = rgb.mean(axis=-1, keepdims=True) * 255
     alpha = np.clip(heat, 0, 1)[..., None] ** 0.5  # square root: faint weights stay visible
     blended = grey * 0.45 * (1 - alpha) + heat_colours(heat) * alpha
-    panel = Image.fromarray(blended.clip(0, 255).astype(np.uint8))
+    panel = Image.fromarray(to_uint8_array(blended, peak=255.0))
     return panel.resize((panel.width * zoom, panel.height * zoom), Image.NEAREST)
 
 
@@ -366,7 +367,7 @@ def local_attribution_map(
 def lam_figure(rgb: np.ndarray, result: LocalAttribution, box: tuple[int, int, int, int], zoom: int) -> Image.Image:
     """Input with the box | attribution heat map over the input (with the box) and the diffusion index."""
     y, x, h, w = box
-    plain = Image.fromarray((rgb * 255).round().astype(np.uint8))
+    plain = Image.fromarray(to_uint8_array(rgb))
     plain = plain.resize((plain.width * zoom, plain.height * zoom), Image.NEAREST)
     heat = overlay(rgb, result.attribution**0.5, zoom)  # square root spreads the long tail (LAM shows it so too)
     for panel, label in ((plain, "input (LR) and output box"), (heat, f"LAM, DI = {result.diffusion_index:.2f}")):
@@ -444,17 +445,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if Path(args.output).suffix.lower() != ".png":
-            raise SRFormerError(f"output must be a .png file, got {args.output}")
-        if not Path(args.output).resolve().parent.is_dir():
-            raise SRFormerError(f"the folder of {args.output} does not exist")
-        message = run_attention(args) if args.command == "attention" else run_lam(args)
-    except SRFormerError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if Path(args.output).suffix.lower() != ".png":
+        raise SRFormerError(f"output must be a .png file, got {args.output}")
+    if not Path(args.output).resolve().parent.is_dir():
+        raise SRFormerError(f"the folder of {args.output} does not exist")
+    message = run_attention(args) if args.command == "attention" else run_lam(args)
     print(message)
     return 0
 

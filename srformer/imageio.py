@@ -14,14 +14,17 @@ are written band by band, so an image of any height needs only a band in memory;
 Pillow encodes whole, are assembled once in uint8. Format size limits and a full disk are reported in one
 sentence, and leave no file.
 
-Pillow decodes 16-bit RGB(A) PNGs to 8 bits. To keep all 16 bits without another dependency the PNG is decoded
-twice by Pillow's own (unfiltering) decoder, once taking the high and once the low byte of every sample.
+Pillow decodes 16-bit RGB(A) PNGs to 8 bits. To keep all 16 bits without another dependency the PNG's image
+data is decoded twice by Pillow's own (unfiltering) decoder, through the public ``Image.frombytes``, once taking
+the high and once the low byte of every sample. Pillow also reduces 16-bit RGB(A) TIFFs to 8 bits and cannot
+open 16-bit gray+alpha or float RGB ones: TIFFs of 16-bit or float samples are read by tifffile.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import math
 import os
 import shutil
@@ -114,16 +117,18 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     if not path.is_file():
         raise ImageError(f"image not found: {path}")
     notes: list[str] = []
+    eight_bit_note = None  # said when a deep TIFF falls back to Pillow and Pillow keeps only 8 bits
+    if _is_tiff(path):
+        deep = _read_deep_tiff(path, max_pixels, notes)
+        if isinstance(deep, str):
+            eight_bit_note = deep
+        elif deep is not None:
+            array, orientation, icc_profile = deep
+            return _split_channels(_apply_orientation(array, orientation), icc_profile, notes)
     try:
         with _pillow_bomb_check_disabled(), Image.open(path) as img:
             width, height = img.size
-            if width < 1 or height < 1:
-                raise ImageError(f"{path.name} has no pixels ({width}x{height})")
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageError(
-                    f"{path.name} is {width}x{height} = {_pixel_count(width * height)}, over the limit of "
-                    f"{_pixel_count(max_pixels)} (raise it with --max-pixels if the file is trusted)"
-                )
+            _check_pixel_count(path, width, height, max_pixels)
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
                 notes.append(f"{path.name} has {frames} frames; only the first one is upscaled")
@@ -143,8 +148,103 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
         raise ImageError(f"cannot read {path.name} as an image ({_reason(err)})") from None
+    if eight_bit_note and array.dtype == np.uint8:
+        notes.append(eight_bit_note)
     array = _apply_orientation(array, orientation)
     return _split_channels(array, icc_profile, notes)
+
+
+def _check_pixel_count(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    """Refuse an empty image, or one over ``max_pixels`` (``None``: no limit), from its header's size."""
+    if width < 1 or height < 1:
+        raise ImageError(f"{path.name} has no pixels ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(
+            f"{path.name} is {width}x{height} = {_pixel_count(width * height)}, over the limit of "
+            f"{_pixel_count(max_pixels)} (raise it with --max-pixels if the file is trusted)"
+        )
+
+
+def _is_tiff(path: Path) -> bool:
+    """``path`` starts like a TIFF or BigTIFF file, little or big endian."""
+    with open(path, "rb") as handle:
+        return handle.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _read_deep_tiff(
+    path: Path, max_pixels: int | None, notes: list[str]
+) -> tuple[np.ndarray, int, bytes | None] | str | None:
+    """A TIFF of 16-bit or floating-point gray, gray+alpha, RGB or RGBA samples, read by tifffile, which keeps
+    what Pillow would reduce to 8 bits (RGB, RGBA) or cannot open (gray+alpha, float RGB).
+
+    Returns ``(pixels, orientation, icc_profile)``: uint16 ``(H, W, C)``, C in {1, 2, 3, 4}, the EXIF
+    orientation (1-8) and the embedded ICC profile. ``None``: another kind of TIFF, which Pillow reads as well.
+    A string: the note to give if Pillow has to read it with 8 bits (its compression needs imagecodecs).
+    Appends a note to ``notes`` for a multi-page file (the first page is read).
+    """
+    import tifffile
+
+    failures = (OSError, ValueError, KeyError, IndexError, tifffile.TiffFileError)
+    try:
+        with _tifffile_quiet(), tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            dtype = page.dtype
+            deep = dtype is not None and ((dtype.kind == "u" and dtype.itemsize == 2) or dtype.kind == "f")
+            colour = page.photometric in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.MINISWHITE)
+            colour = colour or page.photometric == tifffile.PHOTOMETRIC.RGB
+            if not (deep and colour and page.axes in ("YX", "YXS", "SYX")):
+                return None
+            if page.compression not in tifffile.TIFF.DECOMPRESSORS or page.predictor not in tifffile.TIFF.PREDICTORS:
+                return (
+                    f"{path.name}: reading its {page.compression.name} compression with all of its bits needs the"
+                    " imagecodecs package (pip install imagecodecs); it was read with 8 bits per sample"
+                )
+            _check_pixel_count(path, page.imagewidth, page.imagelength, max_pixels)
+            if len(tif.pages) > 1:
+                notes.append(f"{path.name} has {len(tif.pages)} frames; only the first one is upscaled")
+            orientation = int(page.tags.valueof(274, 1))
+            icc = page.tags.valueof(34675)
+            extra = tuple(page.extrasamples)
+            photometric, axes = page.photometric, page.axes
+            try:
+                data = page.asarray()
+            except failures as err:
+                raise ImageError(f"cannot read {path.name} as an image ({_reason(err)})") from None
+    except ImageError:
+        raise
+    except failures:
+        return None  # a structure tifffile does not follow: Pillow reads it, or says what is wrong
+    data = data[..., None] if axes == "YX" else np.moveaxis(data, 0, -1) if axes == "SYX" else data
+    colours = 3 if photometric == tifffile.PHOTOMETRIC.RGB else 1
+    if data.shape[2] < colours:
+        raise ImageError(f"cannot read {path.name} as an image (RGB with {data.shape[2]} samples per pixel)")
+    has_alpha = data.shape[2] > colours and extra[:1] in ((1,), (2,))  # associated or unassociated alpha
+    data = data[..., : colours + has_alpha]
+    if data.dtype.kind == "f":  # like Pillow's float images: [0, 1], or [0, 65535] when values go beyond 1
+        data = np.nan_to_num(data.astype(np.float64))
+        peak = 1.0 if data.max(initial=0.0) <= 1.0 else 65535.0
+        data = np.round(np.clip(data / peak, 0.0, 1.0) * 65535).astype(np.uint16)
+    else:
+        data = data.astype(np.uint16)  # native byte order, and a copy that may be changed in place
+    if photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+        data[..., :colours] = 65535 - data[..., :colours]
+    if has_alpha and extra[0] == 1:  # premultiplied colour: divide by alpha, as Pillow does for "RGBa"
+        alpha = data[..., -1:].astype(np.float64)
+        unpremultiplied = data[..., :colours] * 65535.0 / np.maximum(alpha, 1.0)
+        data[..., :colours] = np.round(np.clip(unpremultiplied, 0, 65535)).astype(np.uint16)
+    return np.ascontiguousarray(data), orientation, bytes(icc) if icc is not None else None
+
+
+@contextlib.contextmanager
+def _tifffile_quiet() -> Iterator[None]:
+    """tifffile logs what it finds wrong in a file; the caller reports it (or lets Pillow try) instead."""
+    logger = logging.getLogger("tifffile")
+    previous = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = previous
 
 
 def _pixel_count(pixels: int) -> str:
@@ -188,20 +288,38 @@ def _decode_sixteen_bit_png(path: Path, layout: str) -> np.ndarray:
 
 
 def _decode_png_as(path: Path, mode: str, *rawmodes: str) -> list[np.ndarray]:
-    """Decode ``path`` once per raw mode into an image of ``mode``; the PNG decoder unfilters, the raw mode unpacks."""
-    arrays = []
-    for rawmode in rawmodes:
-        with Image.open(path) as img:
-            img._mode = mode  # same bytes per pixel as the file's mode (see the callers)
-            img.tile = [
-                tile._replace(args=(rawmode, *tile.args[1:]))
-                if isinstance(tile.args, tuple)
-                else tile._replace(args=rawmode)
-                for tile in img.tile
-            ]
-            img.load()
-            arrays.append(np.asarray(img))
-    return arrays
+    """Decode ``path``'s image data once per raw mode into an image of ``mode`` (same bytes per pixel as the
+    file's pixels, see the callers): Pillow's public ``frombytes`` with its PNG ("zip") decoder unfilters
+    (and de-interlaces), the raw mode unpacks."""
+    width, height, interlace, data = _png_image_data(path)
+    return [np.asarray(Image.frombytes(mode, (width, height), data, "zip", raw, interlace)) for raw in rawmodes]
+
+
+def _png_image_data(path: Path) -> tuple[int, int, int, bytes]:
+    """``(width, height, interlace, compressed image data)`` of a PNG: its IHDR fields and IDAT chunks joined."""
+    with open(path, "rb") as handle:
+        if handle.read(8) != b"\x89PNG\r\n\x1a\n":
+            raise ValueError("not a PNG file")
+        header, idat = b"", []
+        while True:
+            head = handle.read(8)
+            if len(head) < 8:
+                break
+            length, kind = struct.unpack(">I4s", head)
+            body = handle.read(length)
+            handle.seek(4, os.SEEK_CUR)  # CRC: a corrupt chunk shows up as undecodable data
+            if len(body) < length:
+                raise ValueError("truncated PNG chunk")
+            if kind == b"IHDR":
+                header = body
+            elif kind == b"IDAT":
+                idat.append(body)
+            elif kind == b"IEND":
+                break
+    if len(header) < 13 or not idat:
+        raise ValueError("PNG without a header or image data")
+    width, height = struct.unpack(">II", header[:8])
+    return width, height, header[12], b"".join(idat)
 
 
 def _to_array(img: Image.Image, name: str) -> tuple[np.ndarray, str | None]:
@@ -292,13 +410,30 @@ def peek_size(path: str | os.PathLike) -> tuple[int, int] | None:
 
     ``None`` when the file cannot be read as an image: reading it properly reports that later.
     """
-    try:
-        with _pillow_bomb_check_disabled(), Image.open(path) as img:
-            width, height = img.size
-            orientation = img.getexif().get(0x0112, 1)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-        return None
+    # A TIFF from its stored size: newer Pillow versions report a TIFF's size with its orientation applied
+    size = _peek_tiff(Path(path))
+    if size is None:
+        try:
+            with _pillow_bomb_check_disabled(), Image.open(path) as img:
+                size = (*img.size, img.getexif().get(0x0112, 1))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+            return None
+    width, height, orientation = size
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _peek_tiff(path: Path) -> tuple[int, int, int] | None:
+    """``(width, height, orientation)`` of a TIFF's first page from its header, or ``None``."""
+    import tifffile
+
+    try:
+        if not _is_tiff(path):
+            return None
+        with _tifffile_quiet(), tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            return page.imagewidth, page.imagelength, int(page.tags.valueof(274, 1))
+    except (OSError, ValueError, KeyError, IndexError, tifffile.TiffFileError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -469,18 +604,31 @@ def _current_umask() -> int:
 
 
 def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Move the finished temporary file into place; without ``overwrite`` never replace an existing file."""
+    """Move the finished temporary file into place; without ``overwrite`` never replace an existing file.
+
+    Without ``overwrite`` the name is taken atomically, so that of two processes writing the same name the
+    second one gets :class:`ImageError` instead of replacing the first one's file: a hard link, which fails
+    if the name exists; where the file system has no hard links (FAT, some network shares), an empty file
+    created exclusively claims the name and the rename then replaces only that.
+    """
     if overwrite:
         os.replace(tmp, path)
         return
+    exists = ImageError(f"{path} already exists (pass --overwrite to replace it)")
     try:
-        os.link(tmp, path)  # atomic "create if absent": fails if another process wrote path meanwhile
+        os.link(tmp, path)
     except FileExistsError:
-        raise ImageError(f"{path} already exists (pass --overwrite to replace it)") from None
-    except OSError:  # file systems without hard links
-        if path.exists():
-            raise ImageError(f"{path} already exists (pass --overwrite to replace it)") from None
-        os.replace(tmp, path)
+        raise exists from None
+    except OSError:  # no hard links here
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            raise exists from None
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            path.unlink(missing_ok=True)  # our empty claim, not a file of anyone else
+            raise
         return
     tmp.unlink()
 

@@ -23,6 +23,8 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from srformer.pixels import to_uint8
+
 # Output size ceil(in * scale) is computed with this slack, so that for example 255 * (1/3) = 84.99999...
 # gives 85, as the exact product does.
 _SIZE_TOLERANCE = 1e-9
@@ -83,10 +85,6 @@ def _resize_dim(x: Tensor, dim: int, out_length: int, scale: float, antialias: b
     return (gathered * weights).sum(dim=-1)
 
 
-def _to_uint8_levels(x: Tensor) -> Tensor:
-    return x.round().clamp_(0, 255)
-
-
 def imresize(
     x: Tensor,
     scale: float | None = None,
@@ -141,7 +139,7 @@ def imresize(
             continue  # MATLAB skips a dimension whose scale is 1
         work = _resize_dim(work, dim, out_length, dim_scale, antialias)
         if is_uint8:
-            work = _to_uint8_levels(work)
+            work = to_uint8(work, peak=255.0).to(torch.float64)
 
     if is_uint8:
         return work.to(torch.uint8)

@@ -13,10 +13,13 @@ while the rest is computed, in memory that grows with the image's width, not its
 How wide the overlap must be was measured on the shipped x4 model (2 CPU threads, 2026-11-29): inverting one
 input pixel of a 192x192 photo moved SR pixels by more than 1/255 up to 13-21 input pixels away, and nothing
 beyond 48; cutting a photo into tiles, a tile's output differs from the whole image's by up to 44 grey levels
-at its border, 8 at 8 px inside, 1.5 at 16 px, 0.3 at 24 px. The default overlap of 32 puts the middle of
-the crossfade 16 px inside both tiles; with 64-px tiles on a photo (a stress test: seams every 32 px) the
-result differs from the untiled one by at most 2.3 grey levels, 0.02 on average, +0.0002 dB PSNR
-(overlap 16: 5.0 levels, +0.003 dB; overlap 48: 0.6 levels).
+at its border, 8 at 8 px inside, 1.5 at 16 px, 0.3 at 24 px. With 64-px tiles on a photo (a stress test:
+seams every 32 px) the result differs from the untiled one by at most 5.0 grey levels at overlap 16
+(+0.003 dB PSNR), 2.3 at overlap 32 (+0.0002 dB), 0.6 at overlap 48. On skimage's astronaut upscaled from
+320x320 (2026-11-30): overlap 16 +0.002 dB against the HR photo (128- and 256-px tiles), at most 5-6 levels
+on 0.05-0.09% of the pixels, 65-67 dB PSNR between tiled and untiled; overlap 32 within 0.001 dB, at most 1-2
+levels. The default is 16, the window: well within the 0.01 dB target, and it recomputes half the pixels
+overlap 32 does (on a 2000x1500 input with the CPU's tiles, 11% of the pixels twice instead of 27%).
 """
 
 from __future__ import annotations
@@ -36,13 +39,16 @@ Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: Default overlap between neighbouring tiles, in input pixels (rounded up to a window multiple); from the
-#: model's measured reach, see the module docstring.
-DEFAULT_TILE_OVERLAP = 32
+#: model's measured reach and the tiled-against-untiled PSNR, see the module docstring.
+DEFAULT_TILE_OVERLAP = 16
 
-#: Largest auto tile on the CPU, for throughput: a larger tile recomputes less overlap, but its activations
-#: leave the caches, and the model then runs slower per pixel. Shipped x4 model, 2 threads, output Mpx/s
-#: median of 3 (loaded machine): 256x256 0.099, 336x400 0.082, 400x528 0.072, 528x528 0.074; times the share of
-#: new pixels on a 2000x1500 image (overlap 32): 256 -> 0.078, 384 -> 0.070, 512 -> 0.064.
+#: Largest auto tile on the CPU. Per pixel, larger tiles run about as fast or a little faster (shipped x4
+#: model, 2 threads, glibc keeping freed memory as infer.py has it, quiet machine, best of 3, 2026-11-30:
+#: 208x224 0.72, 240x240 0.69, 256x256 0.70, 272x272 0.78, 304x320 0.76 output Mpx/s; the slowdown measured
+#: earlier for large tiles was page faults, see ``infer_cli.reuse_freed_memory``) and recompute less overlap
+#: (2000x1500 input, overlap 16: 13% of the pixels twice with 240-px tiles, 11% with 272). The cap is memory
+#: and seams: with 272 a 48 MP job peaked at 1355-1377 MiB (target 1377, no margin) and one photo's tiled
+#: output came 0.011 dB from the untiled one (target 0.01); 256 keeps both inside with room to spare.
 _CPU_FASTEST_TILE = 256
 
 #: Peak resident memory of a forward pass per input pixel per feature channel (fp32), measured on the CPU
@@ -107,14 +113,21 @@ def auto_tile_size(
     ``size_multiple``: the loaded model's ``descriptor.size_multiple``; ``None`` for a bare module: its
     ``window_size`` (1 without one)."""
     window = _window_size(model, size_multiple)
-    channels = int(getattr(model, "config", {}).get("dim", 64))
-    bytes_per_pixel = _PEAK_BYTES_PER_PIXEL_CHANNEL * channels * (1 if precision == "fp32" else 0.6)
+    bytes_per_pixel = _PEAK_BYTES_PER_PIXEL_CHANNEL * _feature_channels(model) * (1 if precision == "fp32" else 0.6)
     free = available_memory(device)
     budget = 0.6 * free if device.type == "cuda" else min(0.4 * free, _CPU_TILE_BUDGET)
     side = int(math.sqrt(budget / bytes_per_pixel))
     if device.type == "cpu":
         side = min(side, _CPU_FASTEST_TILE)
     return max(side // window * window, 2 * window)
+
+
+def _feature_channels(model: nn.Module) -> int:
+    """Width of the model's feature maps, which its activations' memory scales with: the output channels of its
+    first convolution (the stem of every SR network that :func:`srformer.checkpoint.load_any` loads, ours and
+    spandrel's alike); 64 for a model without one."""
+    first = next((module for module in model.modules() if isinstance(module, nn.Conv2d)), None)
+    return 64 if first is None else int(first.out_channels)
 
 
 def _window_size(model: nn.Module, size_multiple: int | None) -> int:
@@ -241,22 +254,28 @@ def upscale_bands(
     tallest = max(bottom - top for top, bottom in row_spans) * scale
     with torch.inference_mode():
         buffer = torch.empty(*lr.shape[:-3], 3, tallest, width * scale, device=device)
-    carry: Tensor | None = None  # rows of the previous band that the current row of tiles overlaps
+    # Rows of the previous band that the current row of tiles overlaps: [carry_start, carry_start + carried)
+    # of the buffer, moved to its top when the next band starts (after the caller has read the finished rows).
+    # No copy lives on through a row of tiles, where its memory would split the space the model's activations
+    # reuse tile after tile.
+    carry_start = carried = 0
     for index, ((top, bottom), row_weight) in enumerate(zip(row_spans, row_weights, strict=True)):
         with torch.inference_mode():
             band = buffer[..., : (bottom - top) * scale, :]
-            carried = 0 if carry is None else carry.shape[-2]
-            if carry is not None:
-                band[..., :carried, :] = carry
+            if carried:
+                carry = buffer[..., carry_start : carry_start + carried, :]
+                band[..., :carried, :] = carry if carry_start >= carried else carry.clone()  # overlapping copy
             band[..., carried:, :] = 0
             for (left, right), col_weight in zip(col_spans, col_weights, strict=True):
                 sr = _run_symmetries(model, lr[..., top:bottom, left:right], precision, transforms, progress)
-                band[..., left * scale : right * scale] += sr * (row_weight[:, None] * col_weight[None, :])
+                band[..., left * scale : right * scale] += sr.mul_(row_weight[:, None] * col_weight[None, :])
+                del sr  # before the next tile's forward pass, not after it
             # Rows above the next row of tiles are final; the rest is carried into the next band.
             done = (row_spans[index + 1][0] if index + 1 < len(row_spans) else height) - top
-            carry = band[..., done * scale :, :].clone() if index + 1 < len(row_spans) else None
+            carry_start, carried = done * scale, band.shape[-2] - done * scale
             finished = band[..., : done * scale, :]
-            finished /= row_sum[top * scale : (top + done) * scale, None] * col_sum[None, :]
+            finished /= row_sum[top * scale : (top + done) * scale, None]  # two passes: no temporary of its size
+            finished /= col_sum
             finished.clamp_(0.0, 1.0)
         yield finished  # outside inference mode: the caller's code, run meanwhile, is not in it
 

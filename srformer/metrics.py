@@ -1,14 +1,16 @@
 """PSNR and SSIM as the classical SR protocol computes them.
 
 * Both images are taken at uint8 levels: float inputs in [0, 1] are clamped and rounded to ``k / 255``
-  (what a saved image holds), uint8 inputs are used as they are; the two give identical results.
+  (what a saved image holds; :func:`srformer.pixels.to_uint8`), uint8 inputs are used as they are; the two
+  give identical results.
 * By default on the Y channel of BT.601 studio-range YCbCr (MATLAB ``rgb2ycbcr``):
   ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` with R, G, B in [0, 255], kept unrounded
   (as SwinIR/BasicSR do); ``space="rgb"`` scores the three channels instead.
 * ``border`` pixels (the scale, by convention) are cropped from each side before scoring.
 * SSIM: 11x11 gaussian window with sigma 1.5, valid positions only, ``C1 = (0.01 * 255)^2``,
   ``C2 = (0.03 * 255)^2``; on RGB the mean of the per-channel SSIMs.
-* Everything is computed in float64; the mean over a set is the mean of the per-image values.
+* Everything is computed in float64; the mean over a set is the mean of the per-image values
+  (:mod:`srformer.scoring` runs the images and takes the means for every entry point).
 
 Grayscale images are read as RGB with three equal channels, so their Y is ``16 + 219 / 255 * gray``: the
 convention of SwinIR/BasicSR (``cv2.imread(..., IMREAD_COLOR)``), under which the transformer SR papers
@@ -25,23 +27,17 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import Metric
+
+from srformer.pixels import to_uint8
 
 Space = Literal["y", "rgb"]
 
 _Y_WEIGHTS = (65.481, 128.553, 24.966)
 
 
-def to_uint8_levels(x: Tensor) -> Tensor:
-    """(B, C, H, W) float in [0, 1] or uint8 -> float64 in [0, 255] holding integer values.
-
-    Float images are clamped to [0, 1] and rounded to the nearest of the 256 levels.
-    """
-    if x.dtype == torch.uint8:
-        return x.to(torch.float64)
-    if not x.is_floating_point():
-        raise TypeError(f"expected a float image in [0, 1] or a uint8 image, got {x.dtype}")
-    return x.to(torch.float64).clamp(0.0, 1.0).mul(255.0).round()
+def _levels(x: Tensor) -> Tensor:
+    """(B, C, H, W) float in [0, 1] or uint8 -> float64 on the 0..255 scale holding :func:`to_uint8`'s levels."""
+    return to_uint8(x).to(torch.float64)
 
 
 def to_y(x: Tensor) -> Tensor:
@@ -51,7 +47,7 @@ def to_y(x: Tensor) -> Tensor:
     """
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"to_y expects RGB images (B, 3, H, W), got shape {tuple(x.shape)}")
-    rgb = to_uint8_levels(x)
+    rgb = _levels(x)
     weights = torch.tensor(_Y_WEIGHTS, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
     return (rgb * weights).sum(dim=1, keepdim=True) / 255.0 + 16.0
 
@@ -67,7 +63,7 @@ def _prepare(sr: Tensor, hr: Tensor, border: int, space: Space) -> tuple[Tensor,
     if space == "y":
         sr, hr = to_y(sr), to_y(hr)
     elif space == "rgb":
-        sr, hr = to_uint8_levels(sr), to_uint8_levels(hr)
+        sr, hr = _levels(sr), _levels(hr)
     else:
         raise ValueError(f"space must be 'y' or 'rgb', got {space!r}")
     if border:
@@ -134,49 +130,3 @@ def psnr_y(sr: Tensor, hr: Tensor, border: int) -> Tensor:
 def ssim_y(sr: Tensor, hr: Tensor, border: int) -> Tensor:
     """Y-channel SSIM per image (B,): :func:`ssim` with ``space="y"``."""
     return ssim(sr, hr, border, space="y")
-
-
-class _MeanOverImages(Metric):
-    """Mean of a per-image score over every image seen, summed across batches and DDP ranks."""
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
-    def __init__(self, border: int, space: Space) -> None:
-        super().__init__()
-        self.border = border
-        self.space: Space = space
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-
-    def score(self, sr: Tensor, hr: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def update(self, sr: Tensor, hr: Tensor) -> None:
-        values = self.score(sr, hr)
-        self.total += values.sum().to(self.total)
-        self.count += values.numel()
-
-    def compute(self) -> Tensor:
-        return self.total / self.count
-
-
-class PSNRY(_MeanOverImages):
-    """Mean per-image PSNR (dB), on Y by default (``space="rgb"`` for RGB PSNR)."""
-
-    def __init__(self, border: int, space: Space = "y") -> None:
-        super().__init__(border, space)
-
-    def score(self, sr: Tensor, hr: Tensor) -> Tensor:
-        return psnr(sr, hr, self.border, self.space)
-
-
-class SSIMY(_MeanOverImages):
-    """Mean per-image SSIM, on Y by default (``space="rgb"``: mean over the three channels)."""
-
-    def __init__(self, border: int, space: Space = "y") -> None:
-        super().__init__(border, space)
-
-    def score(self, sr: Tensor, hr: Tensor) -> Tensor:
-        return ssim(sr, hr, self.border, self.space)

@@ -13,7 +13,7 @@ from skimage import data
 
 from srformer.checkpoint import save_weights
 from srformer.compare import main, texture_crop_box
-from srformer.evaluate import bicubic_upscaler
+from srformer.evaluate import matlab_bicubic_upscaler
 from srformer.imresize import imresize
 from srformer.metrics import psnr_y
 from srformer.models import build_model
@@ -39,7 +39,7 @@ def _bicubic_psnr(path: Path) -> float:
     hr = torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1)[None]
     hr = hr[..., : hr.shape[-2] // 4 * 4, : hr.shape[-1] // 4 * 4]
     lr = imresize(hr, scale=0.25).float() / 255
-    return float(psnr_y(bicubic_upscaler(lr, 4), hr.float() / 255, 4)[0])
+    return float(psnr_y(matlab_bicubic_upscaler(4)(lr), hr.float() / 255, 4)[0])
 
 
 def test_compare_end_to_end(tmp_path: Path, setup, capsys: pytest.CaptureFixture) -> None:

@@ -15,7 +15,7 @@ from srformer.data import SRDataModule
 from srformer.data import cache as cache_module
 from srformer.data.cache import ImageCache
 from srformer.data.datasets import EvalDataset, PatchDataset, dihedral, find_pairs
-from srformer.data.io import read_image, write_image
+from srformer.data.io import read_rgb_uint8, write_image
 from srformer.errors import DataError, ImageError
 from srformer.imresize import imresize
 
@@ -110,29 +110,29 @@ def test_missing_and_empty_folders(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- reading, cache
 
 
-def test_read_image_errors_and_gray(tmp_path: Path) -> None:
+def test_read_rgb_uint8_errors_and_gray(tmp_path: Path) -> None:
     (tmp_path / "fake.png").write_text("this is text")
     with pytest.raises(ImageError, match="cannot read fake.png as an image"):
-        read_image(tmp_path / "fake.png")
+        read_rgb_uint8(tmp_path / "fake.png")
     with pytest.raises(ImageError, match="not found"):
-        read_image(tmp_path / "missing.png")
+        read_rgb_uint8(tmp_path / "missing.png")
     good = write_image(tmp_path / "good.png", photos()["coffee.png"])
     (tmp_path / "truncated.png").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ImageError, match="cannot read truncated.png as an image"):
-        read_image(tmp_path / "truncated.png")
+        read_rgb_uint8(tmp_path / "truncated.png")
     gray = skimage.data.camera()[:40, :50]
     from PIL import Image
 
     Image.fromarray(gray).save(tmp_path / "gray.png")
-    rgb = read_image(tmp_path / "gray.png")
+    rgb = read_rgb_uint8(tmp_path / "gray.png")
     assert rgb.shape == (40, 50, 3) and rgb.dtype == np.uint8
     assert (rgb == gray[..., None]).all()
 
 
 def test_cache_decodes_once_and_follows_file_changes(hr_dir: Path, tmp_path: Path, monkeypatch) -> None:
     calls: list[str] = []
-    real_read = cache_module.read_image
-    monkeypatch.setattr(cache_module, "read_image", lambda p: calls.append(Path(p).name) or real_read(p))
+    real_read = cache_module.read_rgb_uint8
+    monkeypatch.setattr(cache_module, "read_rgb_uint8", lambda p: calls.append(Path(p).name) or real_read(p))
     cache = ImageCache(tmp_path / "cache")
     pairs = find_pairs(hr_dir, SCALE)
     first = cache.prepare_all(pairs, SCALE, "test")
@@ -141,7 +141,7 @@ def test_cache_decodes_once_and_follows_file_changes(hr_dir: Path, tmp_path: Pat
     assert second == first and len(calls) == 3
     # The cached arrays are the decoded HR and the protocol's LR.
     hr = np.load(first[0].hr_npy)
-    assert np.array_equal(hr, read_image(hr_dir / "astronaut.png"))
+    assert np.array_equal(hr, read_rgb_uint8(hr_dir / "astronaut.png"))
     assert np.array_equal(np.load(first[0].lr_npy), downscale(hr, SCALE))
     # A replaced file is decoded again.
     write_image(hr_dir / "coffee.png", photos()["astronaut.png"])

@@ -18,7 +18,7 @@ from PIL import Image
 from srformer.data import div2k
 from srformer.data.cache import ImageCache
 from srformer.data.datasets import find_pairs
-from srformer.data.io import read_image
+from srformer.data.io import read_rgb_uint8
 from srformer.errors import DataError
 
 
@@ -123,7 +123,7 @@ def test_prepare_resumes_broken_transfers(server: FileServer, archives, tmp_path
     folders = div2k.prepare_div2k(tmp_path, ["valid"], [4], base_url=server.url, timeout=5)
     assert folders == [tmp_path / "DIV2K_valid_HR", tmp_path / "DIV2K_valid_LR_bicubic" / "X4"]
     for name, image in HR_IMAGES.items():
-        assert np.array_equal(read_image(tmp_path / "DIV2K_valid_HR" / name), image)
+        assert np.array_equal(read_rgb_uint8(tmp_path / "DIV2K_valid_HR" / name), image)
     # Each file: a first GET that broke off halfway, then one Range request for exactly the rest.
     for name, data in archives.items():
         assert [r for n, r in server.requests if n == name] == [None, f"bytes={len(data) // 2}-"]

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
 from srformer.errors import (
     EXIT_USAGE,
     CheckpointError,
+    ConfigError,
     DeviceError,
     SRFormerError,
     exit_on_user_error,
+    hydra_errors_as_user_errors,
     report_user_error,
     resolve_device,
 )
@@ -55,3 +60,59 @@ def test_resolve_device() -> None:
         with pytest.raises(DeviceError, match="does not exist; this machine has"):
             resolve_device(f"cuda:{torch.cuda.device_count()}")
     assert issubclass(DeviceError, SRFormerError)
+
+
+def test_hydra_composition_errors_become_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra.errors import MissingConfigException
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    unknown = MissingConfigException("In 'train.yaml': Could not find 'model/huge'", "model/huge", ["base", "tiny"])
+    with pytest.raises(ConfigError) as caught, hydra_errors_as_user_errors():
+        assert os.environ["HYDRA_FULL_ERROR"] == "1"  # Hydra re-raises instead of printing its report
+        raise unknown
+    assert str(caught.value) == "there is no model config 'huge' (configs/model/huge.yaml); available: base, tiny"
+    assert "HYDRA_FULL_ERROR" not in os.environ
+    with pytest.raises(KeyError), hydra_errors_as_user_errors():  # bugs keep their traceback
+        raise KeyError("a bug")
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # the user asked for Hydra's full errors: unchanged
+    with pytest.raises(MissingConfigException), hydra_errors_as_user_errors():
+        raise unknown
+    assert os.environ["HYDRA_FULL_ERROR"] == "1"
+
+
+@pytest.mark.parametrize(
+    "main_and_args",
+    [
+        ("srformer.evaluate", ["--model", "bicubic", "--data", "nowhere", "--device", "tpu"]),
+        ("srformer.compare", ["nowhere.safetensors", "--data", "{tmp}", "--scale", "4", "--device", "tpu"]),
+        ("srformer.infer_cli", ["in.png", "-o", "out", "--device", "tpu"]),
+    ],
+)
+def test_every_entry_point_reports_a_bad_device_the_same_way(
+    main_and_args: tuple[str, list[str]], capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    import importlib
+
+    module, argv = main_and_args
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    assert importlib.import_module(module).main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: unknown device 'tpu'; use auto, cpu, cuda or cuda:N", err
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "srformer.evaluate",
+        "srformer.explain",
+        "srformer.data.div2k",
+        "srformer.compare",
+        "srformer.infer_cli",
+        "srformer.export",
+    ],
+)
+def test_argparse_entry_points_use_the_one_decorator(module: str) -> None:
+    import importlib
+
+    main = importlib.import_module(module).main
+    assert getattr(main, "__wrapped__", None) is not None, f"{module}.main is not wrapped by exit_on_user_error"

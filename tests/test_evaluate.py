@@ -119,7 +119,7 @@ def test_user_errors_exit_2(tmp_path: Path, capsys) -> None:
 # ------------------------------------------------------------------------------ degraded benchmarks
 def test_degradation_d1_scores_the_d1_lr(photo_dir: Path, tmp_path: Path, capsys) -> None:
     from srformer.data.benchmark_degradations import degrade_d1
-    from srformer.data.io import read_image
+    from srformer.data.io import read_rgb_uint8
 
     args = ["--model", "bicubic", "--data", str(photo_dir), "--scale", "4", "--cache-dir", str(tmp_path / "c")]
     (clean,) = run_json(args, capsys)
@@ -128,7 +128,7 @@ def test_degradation_d1_scores_the_d1_lr(photo_dir: Path, tmp_path: Path, capsys
     assert d1["psnr"] < clean["psnr"] - 0.3, "blur, noise and JPEG cost bicubic upscaling PSNR"
     expected = []
     for name in ("a.png", "b.png"):
-        hr = read_image(photo_dir / name)
+        hr = read_rgb_uint8(photo_dir / name)
         lr = torch.from_numpy(degrade_d1(hr, 4, name)).permute(2, 0, 1)
         sr = imresize(lr, scale=4).permute(1, 2, 0).numpy()
         expected.append(hand_y_psnr(sr, hr[: sr.shape[0], : sr.shape[1]], 4))
@@ -172,7 +172,7 @@ def test_lpips_without_backbone_weights_is_one_sentence_not_a_crash(
 
 def test_lpips_metric_is_scored_when_available(photo_dir: Path, tmp_path: Path) -> None:
     from srformer.data.cache import ImageCache
-    from srformer.evaluate import bicubic_upscaler, evaluate_folder
+    from srformer.evaluate import evaluate_folder, matlab_bicubic_upscaler
 
     calls: list[tuple[torch.Size, float, float]] = []
 
@@ -183,7 +183,7 @@ def test_lpips_metric_is_scored_when_available(photo_dir: Path, tmp_path: Path) 
         return (sr - hr).abs().mean()
 
     result = evaluate_folder(
-        bicubic_upscaler, photo_dir, 2, ImageCache(tmp_path), torch.device("cpu"), lpips=fake_lpips
+        matlab_bicubic_upscaler(2), photo_dir, 2, ImageCache(tmp_path), torch.device("cpu"), lpips=fake_lpips
     )
     assert len(calls) == 2 and all(low >= 0 and high <= 1 for _, low, high in calls)
     assert result.lpips is not None and 0 < result.lpips < 0.2

@@ -350,3 +350,147 @@ def test_wrong_band_sizes_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="rows of an image 4 rows high"):
         imageio.write_pixel_bands(tmp_path / "o.png", [np.zeros((3, 5, 3), np.uint8)], 5, 4, layout)
     assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- 16-bit and float TIFF input
+def _full_range(shape: tuple[int, ...]) -> np.ndarray:
+    """uint16 samples over the whole range, none a multiple of 257 (an 8-bit value scaled up would be)."""
+    pixels = RNG.integers(0, 65536, shape, dtype=np.uint16)
+    pixels[pixels % 257 == 0] += 1
+    return pixels
+
+
+@pytest.mark.parametrize(
+    ("shape", "options"),
+    [
+        ((6, 7, 3), {"photometric": "rgb"}),
+        ((6, 7, 3), {"photometric": "rgb", "byteorder": ">", "compression": "zlib", "predictor": True}),
+        ((3, 6, 7), {"photometric": "rgb", "planarconfig": "separate"}),
+        ((6, 7, 4), {"photometric": "rgb", "extrasamples": ["unassalpha"]}),
+        ((6, 7, 2), {"photometric": "minisblack", "extrasamples": ["unassalpha"]}),  # Pillow cannot open it
+        ((6, 7), {"photometric": "minisblack"}),
+    ],
+    ids=["rgb", "rgb-big-endian-deflate", "rgb-planar", "rgba", "gray-alpha", "gray"],
+)
+def test_sixteen_bit_tiff_keeps_all_bits(tmp_path: Path, shape: tuple[int, ...], options: dict) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    pixels = _full_range(shape)
+    tifffile.imwrite(tmp_path / "in.tif", pixels, **options)
+    if options.get("planarconfig") == "separate":
+        pixels = np.moveaxis(pixels, 0, -1)
+    pixels = pixels.reshape(6, 7, -1)
+    image = read_image(tmp_path / "in.tif")
+    colours = 3 if options["photometric"] == "rgb" else 1
+    assert image.bit_depth == 16 and image.grayscale == (colours == 1) and image.warnings == []
+    np.testing.assert_array_equal(imageio.quantize(image.rgb[..., :colours], 16), pixels[..., :colours])
+    if pixels.shape[2] > colours:
+        np.testing.assert_array_equal(imageio.quantize(image.alpha, 16), pixels[..., -1])
+    else:
+        assert image.alpha is None
+
+
+def test_sixteen_bit_tiff_orientation_profile_and_pages(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    pixels = _full_range((2, 5, 8, 3))  # two pages; the first one, shown rotated (EXIF orientation 6)
+    orientation = (274, "H", 1, 6, True)
+    tifffile.imwrite(tmp_path / "r.tif", pixels, photometric="rgb", iccprofile=profile, extratags=[orientation])
+    image = read_image(tmp_path / "r.tif")
+    assert image.bit_depth == 16 and image.icc_profile == profile
+    np.testing.assert_array_equal(imageio.quantize(image.rgb, 16), np.rot90(pixels[0], k=-1))
+    assert image.warnings == ["r.tif has 2 frames; only the first one is upscaled"]
+    assert imageio.peek_size(tmp_path / "r.tif") == (5, 8)
+    with pytest.raises(ImageError, match="over the limit of 39 pixels"):
+        read_image(tmp_path / "r.tif", max_pixels=39)
+
+
+def test_float_tiff_read_with_sixteen_bits(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    rgb = RNG.random((5, 6, 3), dtype=np.float32)
+    tifffile.imwrite(tmp_path / "f.tif", rgb, photometric="rgb")  # float RGB: Pillow cannot open it
+    image = read_image(tmp_path / "f.tif")
+    assert image.bit_depth == 16
+    np.testing.assert_allclose(image.rgb, rgb, atol=0.5 / 65535)
+
+
+def test_gray_alpha_tiff_size_peeked_from_its_header(tmp_path: Path) -> None:
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "la.tif", _full_range((4, 9, 2)), photometric="minisblack", extrasamples=[2])
+    assert imageio.peek_size(tmp_path / "la.tif") == (9, 4)  # Pillow cannot open it; tifffile reads the header
+
+
+# ------------------------------------------------------------------------------------- 16-bit PNG input
+def test_sixteen_bit_png_decoding_uses_pillows_public_api_only() -> None:
+    """The 16-bit RGB(A)/LA decoder once set Pillow's private ``Image._mode`` (and rewrote ``img.tile``)."""
+    import inspect
+
+    source = inspect.getsource(imageio)
+    assert "._mode" not in source and ".tile =" not in source
+
+
+def _adam7_png16(pixels: np.ndarray, color_type: int) -> bytes:
+    """An independent 16-bit PNG encoder with Adam7 interlacing (filter type 0 everywhere)."""
+    height, width, _ = pixels.shape
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    raw = b""
+    for x0, y0, dx, dy in passes:
+        sub = pixels[y0::dy, x0::dx]
+        if sub.size:
+            raw += b"".join(b"\x00" + row.astype(">u2").tobytes() for row in sub)
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 1)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + imageio._png_chunk(b"IHDR", header)
+        + imageio._png_chunk(b"IDAT", zlib.compress(raw))
+        + imageio._png_chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(("channels", "color_type"), [(3, 2), (4, 6), (2, 4)])
+def test_interlaced_sixteen_bit_png_read_exactly(tmp_path: Path, channels: int, color_type: int) -> None:
+    pixels = _full_range((11, 13, channels))
+    (tmp_path / "i.png").write_bytes(_adam7_png16(pixels, color_type))
+    image = read_image(tmp_path / "i.png")
+    colours = 1 if channels == 2 else 3
+    assert image.bit_depth == 16
+    np.testing.assert_array_equal(imageio.quantize(image.rgb[..., :colours], 16), pixels[..., :colours])
+    if channels in (2, 4):
+        np.testing.assert_array_equal(imageio.quantize(image.alpha, 16), pixels[..., -1])
+
+
+# --------------------------------------------------------------------------- two writers of one file name
+def test_publishing_never_replaces_a_file_another_process_just_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other process publishes in the last moment before our rename, on a file system without hard links
+    (FAT, some network shares): exactly one of the two keeps the name, the other is told."""
+    import os
+
+    target = tmp_path / "o.png"
+    other_published = []
+    real_replace = os.replace
+
+    def other_process_then_replace(src: object, dst: object) -> None:
+        try:  # the other process, following the same protocol: take the name only if it is free
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            target.write_bytes(b"the other process's image")
+            other_published.append(True)
+        except FileExistsError:
+            other_published.append(False)
+        real_replace(src, dst)
+
+    def no_hard_links(src: object, dst: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(imageio.os, "link", no_hard_links)
+    monkeypatch.setattr(imageio.os, "replace", other_process_then_replace)
+    try:
+        write_image(target, np.zeros((2, 3, 3)))
+        we_published = True
+    except ImageError as err:
+        assert "already exists" in str(err)
+        we_published = False
+    assert other_published == [not we_published]  # never both
+    if not we_published:
+        assert target.read_bytes() == b"the other process's image"
+    assert [p.name for p in tmp_path.iterdir()] == ["o.png"]  # no temporary file left

@@ -7,6 +7,7 @@ import torch
 from skimage import data
 from torch import Tensor, nn
 
+from srformer import inference
 from srformer.imresize import imresize
 from srformer.inference import (
     InferenceError,
@@ -100,9 +101,44 @@ def test_bands_are_the_tiled_result_top_to_bottom(model_x4: nn.Module) -> None:
     torch.testing.assert_close(torch.cat(bands, dim=-2), whole, rtol=0, atol=0)
 
 
+class _Pointwise(nn.Module):
+    """A model without context: each output pixel depends on its input pixel only, so any tiling gives the
+    untiled result up to rounding, whatever the blend weights."""
+
+    scale, window_size = 2, 8
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.interpolate(x.sin() * 0.5 + 0.25, scale_factor=2, mode="nearest")
+
+
+@pytest.mark.parametrize("tile", [24, 40])  # 24: the carried rows overlap their place at the top of the buffer
+def test_rows_carried_between_bands_are_blended_in(tile: int) -> None:
+    x = torch.rand(1, 3, 75, 50)
+    whole = upscale_tensor(_Pointwise(), x)
+    tiled = torch.cat([band.clone() for band in upscale_bands(_Pointwise(), x, tile=tile, tile_overlap=16)], -2)
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6)
+
+
 def test_auto_tile_is_a_window_multiple(model_x4: nn.Module) -> None:
     tile = auto_tile_size(model_x4, torch.device("cpu"))
     assert tile % model_x4.window_size == 0 and tile >= 2 * model_x4.window_size
+
+
+def test_auto_tile_sizes_memory_from_the_model_not_its_config(
+    model_x4: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A community model has no ``config``: its feature width is read from its stem convolution instead."""
+    monkeypatch.setattr(inference, "available_memory", lambda device: 2**29)  # memory-bound, under the CPU cap
+
+    class Wrapped(nn.Module):  # as srformer.checkpoint.ZooModel wraps a spandrel network: no `config`
+        def __init__(self, net: nn.Module) -> None:
+            super().__init__()
+            self.net, self.window_size = net, model_x4.window_size
+
+    wider = Wrapped(nn.Conv2d(3, 4 * model_x4.config["dim"], 3))
+    cpu = torch.device("cpu")
+    assert auto_tile_size(Wrapped(model_x4), cpu) == auto_tile_size(model_x4, cpu)
+    assert auto_tile_size(wider, cpu) < auto_tile_size(model_x4, cpu)
 
 
 def test_tta_is_the_mean_of_eight_symmetries(model_x4: nn.Module) -> None:

@@ -11,7 +11,7 @@ import skimage.data
 import torch
 from skimage.metrics import structural_similarity
 
-from srformer.metrics import PSNRY, SSIMY, psnr, psnr_y, ssim, ssim_y, to_y
+from srformer.metrics import psnr, psnr_y, ssim, ssim_y, to_y
 
 
 def y_of(rgb_uint8: np.ndarray) -> np.ndarray:
@@ -118,21 +118,6 @@ def test_gray_images_use_studio_range_y() -> None:
 def test_batches_are_per_image(hr: np.ndarray, noisy: np.ndarray) -> None:
     both = psnr_y(batch(noisy, hr), batch(hr, noisy), 4)
     torch.testing.assert_close(both, psnr_y(batch(noisy), batch(hr), 4).repeat(2))
-
-
-def test_torchmetrics_classes_average_per_image(hr: np.ndarray, noisy: np.ndarray) -> None:
-    shifted = np.roll(hr, 2, axis=0)
-    psnr_metric, ssim_metric = PSNRY(border=4), SSIMY(border=4)
-    psnr_metric.update(batch(noisy), batch(hr))
-    psnr_metric.update(batch(shifted, noisy), batch(hr, hr))
-    ssim_metric.update(batch(noisy, shifted), batch(hr, hr))
-    per_image = [hand_psnr(y_of(x)[4:-4, 4:-4], y_of(hr)[4:-4, 4:-4]) for x in (noisy, shifted, noisy)]
-    assert psnr_metric.compute().item() == pytest.approx(np.mean(per_image), abs=1e-9)
-    expected_ssim = np.mean([skimage_ssim(y_of(x)[4:-4, 4:-4], y_of(hr)[4:-4, 4:-4]) for x in (noisy, shifted)])
-    assert ssim_metric.compute().item() == pytest.approx(expected_ssim, abs=1e-9)
-    psnr_metric.reset()
-    psnr_metric.update(batch(shifted), batch(hr))
-    assert psnr_metric.compute().item() == pytest.approx(per_image[1], abs=1e-9)
 
 
 def test_bad_inputs(hr: np.ndarray) -> None:

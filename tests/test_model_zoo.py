@@ -96,6 +96,23 @@ def test_span_plain_state_dict_pth_and_safetensors(tmp_path: Path) -> None:
         _same_output(net, loaded.model, 11, 9)
 
 
+def test_swinir_pads_to_its_window_and_runs_on_inputs_smaller_than_a_window(tmp_path: Path) -> None:
+    """SwinIR pads to a multiple of its window (8; spandrel's ``multiple_of`` is 1), up to spandrel's minimum
+    side (16) for small inputs; inputs smaller than one window, down to 1x1, are upscaled."""
+    net = _random(_swinir_light_small)
+    torch.save({"params": net.state_dict()}, tmp_path / "SwinIR-light_x4.pth")
+    loaded = load_any(tmp_path / "SwinIR-light_x4.pth")
+    assert (loaded.descriptor.size_multiple, loaded.descriptor.min_size) == (8, 16)
+    seen: list[tuple[int, int]] = []
+    loaded.model.net.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    for (height, width), padded in [((20, 25), (24, 32)), ((17, 9), (24, 16)), ((1, 1), (16, 16)), ((3, 5), (16, 16))]:
+        with torch.no_grad():
+            out = loaded.model(torch.rand(1, 3, height, width))
+        assert out.shape == (1, 3, 4 * height, 4 * width) and bool(torch.isfinite(out).all())
+        assert seen[-1] == padded
+    _same_output(net, loaded.model, 24, 16)  # no padding needed: SwinIR's own result
+
+
 def test_missing_spandrel_is_one_clear_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.save(_random(_span).state_dict(), tmp_path / "span.pth")
     monkeypatch.setitem(sys.modules, "spandrel", None)  # import spandrel -> ImportError
@@ -155,9 +172,9 @@ def test_evaluate_scores_an_official_swinir_checkpoint(tmp_path: Path, capsys: p
     import json
 
     from srformer.data.cache import ImageCache
-    from srformer.evaluate import benchmark_dataset
     from srformer.evaluate import main as evaluate_main
     from srformer.metrics import psnr_y
+    from srformer.scoring import benchmark_dataset
 
     net = _random(_swinir_light_small)
     weights = tmp_path / "SwinIR-light_x4.pth"
@@ -216,7 +233,7 @@ def test_infer_upscales_with_a_community_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from srformer import infer_cli
-    from srformer.data.io import read_image, write_image
+    from srformer.data.io import read_rgb_uint8, write_image
     from srformer.inference import upscale_tensor
 
     net = _random(_swinir_light_small)
@@ -224,14 +241,14 @@ def test_infer_upscales_with_a_community_checkpoint(
     torch.save({"params": net.state_dict()}, weights)
     rng = np.random.default_rng(0)
     write_image(tmp_path / "a.png", rng.integers(0, 256, (19, 27, 3)).astype(np.uint8))
-    lr = torch.from_numpy(read_image(tmp_path / "a.png")).permute(2, 0, 1)[None].float().div(255)
+    lr = torch.from_numpy(read_rgb_uint8(tmp_path / "a.png")).permute(2, 0, 1)[None].float().div(255)
 
     # Whole image: the SwinIR module's own result, rounded to 8 bits.
     assert infer_cli.main([str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", str(weights), "--tile", "0",
                            "--device", "cpu", "--quiet"]) == 0  # fmt: skip
     with torch.no_grad():
         expected = net(lr).clamp(0, 1).mul(255).round()[0].permute(1, 2, 0).numpy()
-    assert np.array_equal(read_image(tmp_path / "o" / "a_x4.png"), expected.astype(np.uint8))
+    assert np.array_equal(read_rgb_uint8(tmp_path / "o" / "a_x4.png"), expected.astype(np.uint8))
 
     # Tiles aligned to the descriptor's size multiple (the SwinIR window, 8), not a guess.
     seen = []
@@ -248,7 +265,7 @@ def test_infer_upscales_with_a_community_checkpoint(
     loaded = load_any(weights)
     tiled = upscale_tensor(loaded.model, lr, tile=16, tile_overlap=8, size_multiple=8)
     assert np.array_equal(
-        read_image(tmp_path / "t" / "a_x4.png"), tiled.mul(255).round()[0].permute(1, 2, 0).byte().numpy()
+        read_rgb_uint8(tmp_path / "t" / "a_x4.png"), tiled.mul(255).round()[0].permute(1, 2, 0).byte().numpy()
     )
 
     # A precision the model is not safe in: one sentence, exit 2 (fp16 passes the device check here).

@@ -18,8 +18,13 @@ from srformer.errors import CheckpointError
 
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-#: The models whose files are in the repository (``real`` joins once it is trained).
-TRAINED = ["x4", "x4_tiny", "x2"]
+#: The models whose files are in the repository.
+TRAINED = ["x4", "x4_tiny", "x2", "real"]
+#: Distribution name -> the module its users import (where the two differ).
+IMPORT_NAMES = {"pytorch-lightning": "pytorch_lightning", "hydra-core": "hydra", "pillow": "PIL",
+                "scikit-image": "skimage", "spandrel-extra-arches": "spandrel_extra_arches"}  # fmt: skip
+#: Declared for tools, not imported by the code: the test runner, the linter, the plots of bench/.
+TOOLS = {"pytest", "ruff"}
 
 
 def _setuptools_major() -> int:
@@ -112,3 +117,20 @@ def test_wheel_contains_the_weights_and_the_script(tmp_path: Path) -> None:
         assert {f"srformer/weights/{stem}.safetensors", f"srformer/weights/{stem}.json"} <= files
     assert {"srformer/cli.py", "srformer/__main__.py", "srformer/shipped.py"} <= files
     assert "srformer = srformer.cli:main" in entry_points
+
+
+def test_every_declared_dependency_is_used() -> None:
+    """A declared dependency that nothing imports is a defect (it costs every user an install)."""
+    import re
+
+    declared = list(PYPROJECT["project"]["dependencies"])
+    for extra in PYPROJECT["project"]["optional-dependencies"].values():
+        declared += extra
+    sources = [*REPO.glob("srformer/**/*.py"), *REPO.glob("bench/*.py"), *REPO.glob("tests/*.py"), REPO / "train.py"]
+    code = "\n".join(path.read_text() for path in sources)
+    for requirement in declared:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower()
+        if name in TOOLS:
+            continue
+        module = IMPORT_NAMES.get(name, name.replace("-", "_"))
+        assert re.search(rf"^\s*(import|from) {re.escape(module)}\b", code, re.MULTILINE), f"{name} is never imported"

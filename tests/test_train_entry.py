@@ -101,6 +101,42 @@ def test_single_run_user_error_exits_2_with_one_sentence(tmp_path: Path) -> None
     assert json.loads((tmp_path / "logs" / "train" / "runs" / "r" / "failed.json").read_text())["status"] == "failed"
 
 
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("degradation=nonexistent", "there is no degradation config 'nonexistent' (configs/degradation/nonexistent.yaml);"
+         " available: bicubic, photo, realesrgan"),
+        ("experiment=nope", "there is no experiment config 'nope' (configs/experiment/nope.yaml); available: "
+         + ", ".join(sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")))),
+        ("model=huge", "there is no model config 'huge' (configs/model/huge.yaml); available: base, light, small, tiny"),
+        ("module.lrr=1e-4", "there is no key 'module.lrr' in the config to override (to add one, use +module.lrr=1e-4)"),
+    ],
+)  # fmt: skip
+def test_a_command_line_hydra_cannot_compose_is_one_sentence_and_exit_2(
+    tmp_path: Path, override: str, expected: str
+) -> None:
+    done = _run([sys.executable, str(REPO / "train.py"), override, f"paths.log_dir={tmp_path / 'logs'}"])
+    assert (done.returncode, done.stderr, done.stdout) == (2, f"error: {expected}\n", "")
+    assert not (tmp_path / "logs").exists()
+
+
+def test_an_unknown_option_in_a_sweep_is_one_sentence_too(tmp_path: Path) -> None:
+    command = [sys.executable, str(REPO / "train.py"), "-m", "model=huge,tiny", f"paths.log_dir={tmp_path}"]
+    done = _run(command)  # job 0 cannot be composed: the sweep stops before any training
+    expected = "error: there is no model config 'huge' (configs/model/huge.yaml); available: base, light, small, tiny\n"
+    assert (done.returncode, done.stderr) == (2, expected)
+
+
+def test_a_sweep_started_without_a_log_dir_files_it_under_the_starting_folder(tmp_path: Path) -> None:
+    # The default paths.log_dir once read ${hydra:runtime.cwd}, which a multirun resolves too early: every
+    # `train.py -m ...` without paths.log_dir ended in an InterpolationResolutionError traceback.
+    command = [sys.executable, str(REPO / "train.py"), "-m", "model=huge,tiny"]
+    env = {"PYTHONPATH": f"{TESTS}:{REPO}", "WANDB_MODE": "disabled", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    expected = "error: there is no model config 'huge' (configs/model/huge.yaml); available: base, light, small, tiny\n"
+    assert (done.returncode, done.stderr) == (2, expected)
+
+
 def script_validation_scores(monkeypatch: pytest.MonkeyPatch, psnrs: list[float]) -> None:
     """Successive validations score every image ``psnrs[i]`` dB (SSIM 0.9), whatever the model does."""
     from srformer.training.module import SRLitModule

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from srformer.data.datasets import EvalDataset, ImagePair, PatchDataset, find_pairs, list_images
-from srformer.data.io import read_image, write_image
+from srformer.data.io import read_rgb_uint8, write_image
 
 if TYPE_CHECKING:
     from srformer.data.datamodule import SRDataModule
@@ -25,7 +25,7 @@ __all__ = [
     "SRDataModule",
     "find_pairs",
     "list_images",
-    "read_image",
+    "read_rgb_uint8",
     "write_image",
 ]
 

@@ -31,6 +31,7 @@ from srformer.data.cache import ImageCache, _save_atomic, downscale_uint8
 from srformer.data.datasets import CachedPair, ImagePair
 from srformer.errors import DataError, ImageError
 from srformer.imresize import imresize
+from srformer.pixels import to_uint8, to_uint8_array
 
 BICUBIC = "bicubic"
 # Bump when a recipe below changes, to invalidate cached LR files.
@@ -69,7 +70,7 @@ def _name_rng(name: str) -> np.random.Generator:
 def add_gaussian_noise_uint8(image: np.ndarray, sigma: float, name: str) -> np.ndarray:
     """(H, W, 3) uint8 + gaussian noise of ``sigma`` (0-255 scale) seeded by ``name``, rounded and clipped."""
     noise = _name_rng(name).normal(0.0, sigma, size=image.shape)
-    return np.clip(np.round(image.astype(np.float64) + noise), 0, 255).astype(np.uint8)
+    return to_uint8_array(image.astype(np.float64) + noise, peak=255.0)
 
 
 def pillow_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -86,7 +87,7 @@ def degrade_d1(hr: np.ndarray, scale: int, name: str) -> np.ndarray:
     (H // s, W // s, 3) uint8."""
     blurred = gaussian_blur_mirror(_mod_crop(hr, scale), sigma=1.0)
     small = imresize(torch.from_numpy(blurred).permute(2, 0, 1), scale=1.0 / scale)
-    lr = small.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    lr = to_uint8(small, peak=255.0).permute(1, 2, 0).numpy()
     return pillow_jpeg(add_gaussian_noise_uint8(lr, 5.0, name), 50)
 
 

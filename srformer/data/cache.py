@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from srformer.data.datasets import CachedPair, ImagePair
-from srformer.data.io import read_image
+from srformer.data.io import read_rgb_uint8
 from srformer.errors import DataError, ImageError
 from srformer.imresize import imresize
 
@@ -114,7 +114,7 @@ class ImageCache:
         if npy.exists():
             return np.load(npy, mmap_mode="r")
         try:
-            array = read_image(source)
+            array = read_rgb_uint8(source)
         except ImageError as error:
             _save_atomic_text(self._bad_note(key), str(error))
             raise

@@ -33,6 +33,7 @@ from torch import Tensor
 from torchvision.io import decode_jpeg, encode_jpeg
 
 from srformer.imresize import imresize
+from srformer.pixels import snap_to_uint8_levels, to_uint8
 
 KernelKind = Literal["iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso"]
 KERNEL_KINDS: tuple[str, ...] = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
@@ -440,7 +441,7 @@ def add_noise(images: Tensor, step: NoiseStep, rand: _Randomness) -> Tensor:
 
     # Shot noise: counts ~ Poisson(256 * level), on the uint8-quantized image (Real-ESRGAN's model).
     photons = 256.0
-    quantized = images.clamp(0, 1).mul(255).round().div(255)
+    quantized = snap_to_uint8_levels(images)
     gray_levels = kornia.color.rgb_to_grayscale(quantized).expand_as(images)
     source = torch.where(gray, gray_levels, quantized)
     shot = torch.poisson(source * photons, generator=rand.on_device) / photons - source
@@ -468,7 +469,7 @@ def jpeg_compress(images: Tensor, qualities: Sequence[int]) -> Tensor:
     Args: images (B, 3, H, W) float in [0, 1]; qualities: B integers in [1, 100].
     Returns (B, 3, H, W) float32 in [0, 1] at uint8 levels, on the images' device.
     """
-    levels = images.clamp(0, 1).mul(255).round().to(device="cpu", dtype=torch.uint8)
+    levels = to_uint8(images).cpu()
     decoded = [decode_jpeg(encode_jpeg(image, quality=int(q))) for image, q in zip(levels, qualities, strict=True)]
     return torch.stack(decoded).to(images.device).float().div(255.0)
 
@@ -535,7 +536,7 @@ class RealWorldDegradation:
             clean = rand.chances(hr.shape[0], self.clean_probability).view(-1, 1, 1, 1)
             if bool(clean.any()):
                 out = torch.where(clean, imresize(hr.float(), size=target), out)
-            return out.clamp(0, 1).mul(255).round().div(255)
+            return snap_to_uint8_levels(out)
 
     def _round(self, images: Tensor, settings: DegradationRound, target: tuple[int, int], rand: _Randomness) -> Tensor:
         n = images.shape[0]

@@ -30,7 +30,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from srformer.errors import DataError, SRFormerError
+from srformer.errors import DataError, exit_on_user_error
 
 DEFAULT_BASE_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
 SPLITS = ("train", "valid")
@@ -253,6 +253,7 @@ def _parse_sha256(values: list[str]) -> dict[str, str]:
     return pins
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m srformer.data.div2k", description=__doc__.split("\n")[0])
     parser.add_argument("--root", required=True, help="folder to put DIV2K_* folders in (e.g. <data_dir>/DIV2K)")
@@ -277,9 +278,6 @@ def main(argv: list[str] | None = None) -> int:
             args.retries,
             args.timeout,
         )
-    except SRFormerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from srformer import imageio
+from srformer.pixels import to_uint8_array
 
 IMAGE_SUFFIXES = tuple(sorted(imageio.INPUT_EXTENSIONS))
 
@@ -22,14 +23,13 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in imageio.INPUT_EXTENSIONS and not path.name.startswith(".")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_rgb_uint8(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to ``(H, W, 3)`` uint8 RGB.
 
     Grayscale images get three equal channels; an alpha channel is dropped; 16-bit images are rounded to
     8 bits. Raises :class:`~srformer.errors.ImageError` for a missing, non-image, corrupt or truncated file.
     """
-    rgb = imageio.read_image(path).rgb  # float32 k/255 for 8-bit sources: rounding back is exact
-    return np.round(rgb * 255.0).astype(np.uint8)
+    return to_uint8_array(imageio.read_image(path).rgb)  # float32 k/255 for 8-bit sources: rounding back is exact
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray | torch.Tensor) -> Path:

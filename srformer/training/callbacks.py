@@ -24,12 +24,8 @@ from torch import Tensor
 
 from srformer.checkpoint import save_weights
 from srformer.imresize import imresize
-from srformer.training.module import SRLitModule, quantize
-
-
-def to_uint8_image(image: Tensor) -> np.ndarray:
-    """``(3, H, W)`` float in [0, 1] -> ``(H, W, 3)`` uint8 array, clamped and rounded."""
-    return image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+from srformer.pixels import snap_to_uint8_levels, to_uint8
+from srformer.training.module import SRLitModule
 
 
 def _wandb_loggers(trainer: pl.Trainer) -> list[WandbLogger]:
@@ -158,12 +154,12 @@ class ImagePanel(pl.Callback):
             side = lr_crop_side * scale
             return image[:, top * scale : top * scale + side, left * scale : left * scale + side].float()
 
-        bicubic = quantize(imresize(lr_crop.unsqueeze(0), scale=scale)[0])
+        bicubic = snap_to_uint8_levels(imresize(lr_crop.unsqueeze(0), scale=scale)[0])
         nearest = F.interpolate(lr_crop.unsqueeze(0), scale_factor=scale, mode="nearest")[0]
         tiles = [nearest, bicubic, hr_crop(sr), hr_crop(hr)]
         gap = torch.ones(3, tiles[0].shape[-2], 4, device=lr.device)
         row = torch.cat([part for tile in tiles for part in (tile.to(lr.device), gap)][:-1], dim=-1)
-        return to_uint8_image(row)
+        return to_uint8(row).permute(1, 2, 0).cpu().numpy()
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._panels or trainer.sanity_checking or not trainer.is_global_zero:
@@ -204,7 +200,7 @@ class SampleUpscale(pl.Callback):
             f"sample_{stem}_sr_x{scale}.png": sr,
         }
         for filename, image in images.items():
-            Image.fromarray(to_uint8_image(image)).save(self.output_dir / filename)
+            Image.fromarray(to_uint8(image.detach()).permute(1, 2, 0).cpu().numpy()).save(self.output_dir / filename)
 
 
 class TrainingClock(pl.Callback):

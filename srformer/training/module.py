@@ -20,8 +20,9 @@ from torch import Tensor
 
 from srformer.data.degradations import RealWorldDegradation, step_seed
 from srformer.errors import SRFormerError
-from srformer.metrics import psnr_y, ssim_y
 from srformer.models import SRFormer
+from srformer.pixels import snap_to_uint8_levels
+from srformer.scoring import mean_scores, score_sr
 from srformer.training.ema import ema_decay_at, make_ema_copy, update_ema
 from srformer.training.schedules import ScheduleKind, build_scheduler
 
@@ -40,11 +41,6 @@ class NonFiniteLossError(SRFormerError):
 def charbonnier_loss(sr: Tensor, hr: Tensor, eps: float) -> Tensor:
     """Mean of ``sqrt((sr - hr)^2 + eps^2)``: L1 with a smooth minimum."""
     return torch.sqrt((sr - hr).square() + eps * eps).mean()
-
-
-def quantize(image: Tensor) -> Tensor:
-    """Clamp to [0, 1] and round to uint8 levels ``k / 255``, as a saved SR image would be."""
-    return image.clamp(0.0, 1.0).mul(255.0).round().div(255.0)
 
 
 class SRLitModule(pl.LightningModule):
@@ -253,21 +249,19 @@ class SRLitModule(pl.LightningModule):
         self._log_eval_scores("test")
 
     def _evaluate_batch(self, batch: dict[str, Any], set_index: int) -> Tensor:
-        """Super-resolve whole images ``batch["lr"]`` (B, 3, h, w) and score them against ``batch["hr"]``.
+        """Super-resolve whole images ``batch["lr"]`` (B, 3, h, w) and score them against ``batch["hr"]`` with
+        :func:`srformer.scoring.score_sr`, the scoring of ``evaluate`` and ``compare``.
 
-        Returns the quantized SR (B, 3, s*h, s*w), which callbacks use for image panels.
+        Returns the SR as scored (B, 3, s*h, s*w), float32 at uint8 levels, which callbacks use for panels.
         """
         # fp32 even under bf16-mixed training: bf16 cannot resolve uint8 levels near 1.0, and the reported
         # PSNR must be the model's, not the autocast's.
         with torch.autocast(device_type=self.device.type, enabled=False):
-            sr = quantize(self.eval_net(batch["lr"].float()))
-        hr = batch["hr"]
-        border = self.eval_net.scale
-        psnr = psnr_y(sr, hr, border)
-        ssim = ssim_y(sr, hr, border)
-        for name, p, s in zip(batch["name"], psnr.tolist(), ssim.tolist(), strict=True):
+            sr = self.eval_net(batch["lr"].float())
+        scored = score_sr(sr, batch["hr"], border=self.eval_net.scale)
+        for name, p, s in zip(batch["name"], scored.psnr.tolist(), scored.ssim.tolist(), strict=True):
             self._eval_scores[(set_index, name)] = (p, s)
-        return sr
+        return snap_to_uint8_levels(scored.sr)
 
     def _log_eval_scores(self, stage: EvalStage) -> None:
         """Log ``{stage}/{set}/psnr|ssim`` and the means over sets ``{stage}/psnr|ssim``.
@@ -287,9 +281,7 @@ class SRLitModule(pl.LightningModule):
         set_names = self._eval_set_names(stage)
         set_means: list[tuple[float, float]] = []
         for set_index in sorted({key[0] for key in scores}):
-            values = [v for key, v in scores.items() if key[0] == set_index]
-            psnr = sum(v[0] for v in values) / len(values)
-            ssim = sum(v[1] for v in values) / len(values)
+            psnr, ssim = mean_scores(v for key, v in scores.items() if key[0] == set_index)
             set_means.append((psnr, ssim))
             name = set_names[set_index] if set_index < len(set_names) else f"set{set_index}"
             # Identical on every rank after the gather: no further reduction needed.
