@@ -61,7 +61,10 @@ def test_experiment_composes_and_instantiates(experiment: str, tmp_path: Path) -
     loggers = [instantiate(c, _convert_="all") for c in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, _convert_="all")
     assert trainer.max_steps == cfg.trainer.max_steps
-    assert trainer.checkpoint_callback.monitor == "val/psnr"
+    # checkpoints follow optimized_metric, which must be a score validation logs: the mean or one val set's
+    monitor = trainer.checkpoint_callback.monitor
+    assert monitor == cfg.optimized_metric
+    assert monitor == "val/psnr" or (monitor.split("/")[1] in cfg.data.val_dirs and monitor.endswith("/psnr"))
     assert Path(trainer.checkpoint_callback.dirpath) == tmp_path / "checkpoints"
 
 

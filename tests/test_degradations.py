@@ -381,12 +381,13 @@ def test_real_experiment_runs_a_few_steps_on_cpu(tmp_path: Path) -> None:
     assert cfg.degradation._target_.endswith("RealWorldDegradation") and cfg.module.degradation is not None
     with open_dict(cfg):
         cfg.data.train_dirs = [str(train_dir)]
-        cfg.data.val_dirs = {"Val_D1": str(val_dir), "Val": str(val_dir)}
+        # the experiment's set names (it picks checkpoints on val/Set14_D1/psnr), on a generated image
+        cfg.data.val_dirs = {"Set14_D1": str(val_dir), "Set14": str(val_dir)}
         cfg.data.test_dirs = {}
-        cfg.data.degradations = {"Val_D1": "D1"}
+        cfg.data.degradations = {"Set14_D1": "D1"}
     metrics = train(cfg)
-    assert {"val/Val_D1/psnr", "val/Val/psnr", "train/loss"} <= set(metrics)
-    assert metrics["val/Val_D1/psnr"] < metrics["val/Val/psnr"], "the D1 LR is harder than the bicubic LR"
+    assert {"val/Set14_D1/psnr", "val/Set14/psnr", "train/loss"} <= set(metrics)
+    assert metrics["val/Set14_D1/psnr"] < metrics["val/Set14/psnr"], "the D1 LR is harder than the bicubic LR"
     assert (tmp_path / "run" / "checkpoints" / "best.safetensors").is_file()
 
 
