@@ -1,8 +1,7 @@
 """Upscale images with an SRFormer model: ``python infer.py INPUT [INPUT ...] -o OUTDIR`` (see --help)."""
 
-import sys
-
+from srformer.cli import exit_after
 from srformer.infer_cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_after(main)

@@ -8,7 +8,8 @@ For each size a photo mosaic (skimage's photos side by side, rows 375 pixels hig
 like a photo) of 500x375, 1000x750, 2000x1500 or 4000x3000 pixels is upscaled x4 to PNG by ``infer.py`` in a
 fresh process, measured with GNU ``/usr/bin/time -v`` (peak resident set size, wall time from process start to
 exit, so imports, decoding and the closed file included). Right before each run the model's own throughput
-is measured in this process on one 256x256 input (median of 3 after a warm-up), on the same number of threads
+is measured in this process on one 256x256 input (median of 5 after a warm-up, before and after the run,
+averaged), on the same number of threads
 and with the same allocator setting as ``infer.py`` (glibc keeps freed memory for reuse: without it the model
 alone page-faults and runs slower than the whole pipeline), so that the ratio is taken under the same load. SwinIR-light (spandrel, random weights:
 speed does not depend on them; built by ``bench/model_cost.py``'s ``peer_models``) goes through the very
@@ -26,6 +27,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -159,26 +161,33 @@ NOTES = """How the pipeline is set up (see ``srformer/inference.py`` and ``srfor
 * Overlap 16 input pixels (one window): inverting one input pixel moves output pixels by more than 1/255 up
   to 13-21 px away, but the crossfade hides most of it: tiled against untiled on a photo, +0.002 dB PSNR,
   at most 5-6 grey levels on under 0.1% of the pixels (overlap 32: 1-2 levels, half the speed gain).
-* Tiles: balanced (as few as the tile size allows, each only as long as needed), at most 256 px on the CPU:
-  per pixel they run about as fast as the model alone on 256x256 (tiles of a 1000x750 job timed inside the
-  pipeline, quiet machine: 0.72-0.79 Mpx/s against 0.76) and recompute 13% of the pixels of a 2000x1500
-  input (overlap 16). 272-px tiles recompute 11%, but took the 48 MP job to 1355-1377 MiB (target 1377)
-  and one photo's tiled output 0.011 dB away from the untiled one (target 0.01).
-* Memory held through a tile's forward pass kept small: the shift mask is built without temporaries of its size
-  (38 MB less at the peak of a 256x240 tile), a tile's output is freed before the next tile runs, and the rows
-  carried into the next band stay in the band buffer instead of a copy that lives on through a row of tiles.
-* The result streams out one row of tiles at a time: converted to 8/16 bits in 256-row chunks and written
-  as PNG by a streaming encoder ("Up" filter, zlib level 1: about 5x faster than level 6 for a file about 20%
-  larger; ``--compression`` sets it). Memory then grows with the image's width only (one row of tiles at the
-  output size, ~12 bytes per output pixel of it), not with its area. JPEG and WebP are assembled once in
-  uint8 (memory-mapped next to the output when larger than the free memory).
+* Tiles: as few as 320 px allows on the CPU, all of one shape (the last one of a row or column a little
+  shorter, padded by the network to the same size). On a 2000x1500 input that is 7 x 5 tiles of 304 x 320,
+  13% of the pixels computed twice. One shape matters for memory: with two shapes alternating, glibc's heap
+  fragmented and a 320x304 tile's forward pass grew from 507 to 565 and then 665 MB. 320 against 256 px,
+  48 MP job, same session: 83.7 s against 95.6 s.
+* Memory held through a tile's forward pass kept small: the shift mask covers only the windows of the last
+  row and column of a tile (8 MB instead of 64 MB for 256x256; the other windows need none), which took a
+  256x256 tile's forward pass from 336 to 260 MiB (320x320: 510 to 410 MiB); a tile's output is freed before
+  the next tile runs; the rows carried into the next band stay in the band buffer; the band is converted to
+  8/16 bits 32 rows at a time, so that no large temporaries split the memory the next tile reuses; window
+  indices and masks stay cached for each tile shape.
+* The result streams out one row of tiles at a time: written as PNG by a streaming encoder ("Up" filter,
+  zlib level 1: about 5x faster than level 6 for a file about 20% larger; ``--compression`` sets it).
+  Memory then grows with the image's width only (one row of tiles at the output size, ~12 bytes per output
+  pixel of it), not with its area. JPEG and WebP are assembled once in uint8 (memory-mapped next to the
+  output when larger than the free memory).
+* Process start and end: importing PyTorch takes about 2 s and 529 MiB (its CUDA libraries are mapped even
+  on the CPU). The interpreter's teardown after the file is written took another 125 MiB and 0.1-0.9 s;
+  ``infer.py`` and ``srformer`` now exit right after their exit handlers (``srformer.cli.exit_after``).
 * Where the time goes (1000x750 -> x4, cProfile, 2026-11-30): the model's forward passes 93-98% of the wall time;
-  imports and model load about 2.6 s; blending, conversion to 8 bits and PNG encoding together under 1.5 s;
-  the window indices and shift mask recomputed when the tile shape changes (twice per row of tiles) about
-  35 ms each. Decoding, compute and encoding do not overlap in time: encoding is 1-3% of the wall time.
-* The machine is shared: end-to-end ratios move by 10-20% between runs when other processes take CPU time
-  during the long run but not during the short model-alone measurement (tiles of one shape took 0.9 to 3.1 s
-  within one run with the training jobs paused)."""
+  imports and model load about 2.6 s; blending, conversion to 8 bits and PNG encoding together under 1.5 s.
+  Decoding, compute and encoding do not overlap in time: encoding is 1-3% of the wall time.
+* SwinIR-light (spandrel) needs 807 MiB before its first tile (PyTorch, spandrel, its TorchScript parts) and
+  7-11 KB per input pixel of a tile, twice this network's 4.2 KB: its 3 MP run stays over the memory target
+  even with the smaller tiles ``auto_tile_size`` now gives architectures it has not measured.
+* The machine is shared: the model alone ran at 0.59 to 0.80 Mpx/s on 256x256 in the same afternoon, so the
+  model-alone column is the average of measurements right before and right after each run."""
 
 
 def verdict(rows: list[dict]) -> str:
@@ -224,14 +233,22 @@ def main() -> None:
             image = tmp_dir / f"mosaic_{width}x{height}.png"
             if not image.exists():
                 make_mosaic(image, width, height)
-            speed = model_speed(models[name])
+            # The model alone right before and right after the run, averaged: the machine's speed drifts
+            # by 10-20% over a minute-long run, and one side of it alone gave ratios 6 points apart.
+            before = model_speed(models[name], repeats=5)
             row = measure_run(name, image, tmp_dir / "out", args.model, args.threads, infer_options)
-            row.update(model=name, input=f"{width}x{height}", model_mpx_s=speed, date=str(datetime.date.today()))
+            after = model_speed(models[name], repeats=5)
+            speed = (before + after) / 2
+            row.update(
+                model=name, input=f"{width}x{height}", model_mpx_s=speed, model_mpx_s_before_after=[before, after],
+                date=str(datetime.date.today()),
+            )  # fmt: skip
             rows.append(row)
             end_to_end = row["out_px"] / 1e6 / row["seconds"]
             print(
                 f"{name} {width}x{height} -> {row['out_px'] / 1e6:.0f} MP: {row['seconds']:.1f} s, "
-                f"{end_to_end:.3f} Mpx/s end to end, model alone {speed:.3f} Mpx/s "
+                f"{end_to_end:.3f} Mpx/s end to end, model alone {speed:.3f} Mpx/s ({before:.3f} before, "
+                f"{after:.3f} after) "
                 f"({end_to_end / speed:.0%}), peak RSS {row['peak_mib']:.0f} MiB",
                 flush=True,
             )
@@ -256,7 +273,7 @@ def main() -> None:
             f"| {end_to_end:.3f} | {row['model_mpx_s']:.3f} | {end_to_end / row['model_mpx_s']:.0%} "
             f"| {row['peak_mib']:.0f} MiB | {target_mib:.0f} MiB | {row['date']} |"
         )
-    command = "python bench/infer_scaling.py" + "".join(f" {a}" for a in sys.argv[1:])
+    command = shlex.join(["python", "bench/infer_scaling.py", *sys.argv[1:]])
     load = os.getloadavg()[0]
     header = (
         f"`{command}`\n\n"
@@ -264,8 +281,8 @@ def main() -> None:
         f" ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {datetime.date.today()};"
         f" load average {load:.1f} at the end of the run), model {args.model.name}; {PEER} with random weights"
         f" through the same pipeline. Wall time and peak RSS of a fresh process each ({rows[0]['method']}); the"
-        " model-alone column is measured in the bench process right before each run, so that the ratio is taken"
-        " under the same load. Targets: peak RSS at most 1.3 GB + 3 bytes per output pixel; end-to-end Mpx/s at"
+        " model-alone column is measured in the bench process right before and right after each run (median of 5"
+        " each, the two averaged), so that the ratio is taken under the same load. Targets: peak RSS at most 1.3 GB + 3 bytes per output pixel; end-to-end Mpx/s at"
         " least 85% of the model's own on the 48 MP job."
     )
     body = (

@@ -1,8 +1,6 @@
 """``python -m srformer COMMAND ...``: the ``srformer`` command (:mod:`srformer.cli`)."""
 
-import sys
-
-from srformer.cli import main
+from srformer.cli import console_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -9,10 +9,13 @@ and as ``python -m srformer``.
 
 from __future__ import annotations
 
+import atexit
 import difflib
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from srformer import __version__
 
@@ -78,5 +81,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if status is None else int(status)
 
 
+def exit_after(entry: Callable[[], int | None]) -> NoReturn:
+    """Run a command's ``entry()`` and end the process with its status, skipping the interpreter's teardown.
+
+    With PyTorch loaded, the interpreter's teardown (module and library destructors, after every output file is
+    closed) raised the peak RSS of a whole ``infer.py`` run by about 125 MiB and took 0.1-0.9 s (``python -c
+    "import torch"``: 654 MiB against 528 MiB with an immediate exit, 2026-11-30). Exit handlers still run and
+    the standard streams are flushed; a ``SystemExit`` (argparse's ``--help`` and usage errors) gives its status.
+    """
+    try:
+        status = entry()
+    except SystemExit as exit_:
+        if exit_.code is not None and not isinstance(exit_.code, int):
+            raise  # a message to print: leave it to the interpreter
+        status = exit_.code
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if status is None else int(status))
+
+
+def console_main() -> NoReturn:
+    """The ``srformer`` console script and ``python -m srformer``: :func:`main` through :func:`exit_after`."""
+    exit_after(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

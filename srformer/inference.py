@@ -25,6 +25,7 @@ overlap 32 does (on a 2000x1500 input with the CPU's tiles, 11% of the pixels tw
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from srformer.errors import SRFormerError
+from srformer.models.network import SRFormer
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -45,15 +47,19 @@ DEFAULT_TILE_OVERLAP = 16
 #: Largest auto tile on the CPU. Per pixel, larger tiles run about as fast or a little faster (shipped x4
 #: model, 2 threads, glibc keeping freed memory as infer.py has it, quiet machine, best of 3, 2026-11-30:
 #: 208x224 0.72, 240x240 0.69, 256x256 0.70, 272x272 0.78, 304x320 0.76 output Mpx/s; the slowdown measured
-#: earlier for large tiles was page faults, see ``infer_cli.reuse_freed_memory``) and recompute less overlap
-#: (2000x1500 input, overlap 16: 13% of the pixels twice with 240-px tiles, 11% with 272). The cap is memory
-#: and seams: with 272 a 48 MP job peaked at 1355-1377 MiB (target 1377, no margin) and one photo's tiled
-#: output came 0.011 dB from the untiled one (target 0.01); 256 keeps both inside with room to spare.
-_CPU_FASTEST_TILE = 256
+#: earlier for large tiles was page faults, see ``infer_cli.reuse_freed_memory``) and recompute less overlap.
+#: On a 2000x1500 -> x4 job in one session, 320 took 83.7 s against 95.6 s for 256 (93% and 85% of the model's
+#: own speed on 256x256). The cap is memory: a 320x304 tile's forward pass holds about 500 MB, which fits the
+#: 48 MP job's target (1.3 GB + 3 B per output pixel) since the shift mask covers only the border windows.
+_CPU_FASTEST_TILE = 320
 
 #: Peak resident memory of a forward pass per input pixel per feature channel (fp32), measured on the CPU
-#: with ru_maxrss: tiny 109 / 85 at 256 / 512 px inputs, light 100 / 79 at 256 / 384 px.
-_PEAK_BYTES_PER_PIXEL_CHANNEL = 110
+#: with ru_maxrss (2 threads, glibc keeping freed memory, 2026-11-30): this network (the shipped x4 model,
+#: C = 48) 87 at 256x256 and 320x320 inputs, since its shift mask covers the border windows only (earlier
+#: 110); SwinIR-light through spandrel (C = 60) 144 / 122 at 128 / 192 px, the value used for every other
+#: architecture, whose memory this project has not measured.
+_PEAK_BYTES_PER_PIXEL_CHANNEL = 90
+_PEAK_BYTES_PER_PIXEL_CHANNEL_OTHER = 145
 
 #: On CPU, auto tiles are sized to this share of the available memory, at most this many bytes.
 _CPU_TILE_BUDGET = 512 * 2**20
@@ -113,7 +119,8 @@ def auto_tile_size(
     ``size_multiple``: the loaded model's ``descriptor.size_multiple``; ``None`` for a bare module: its
     ``window_size`` (1 without one)."""
     window = _window_size(model, size_multiple)
-    bytes_per_pixel = _PEAK_BYTES_PER_PIXEL_CHANNEL * _feature_channels(model) * (1 if precision == "fp32" else 0.6)
+    per_channel = _PEAK_BYTES_PER_PIXEL_CHANNEL if isinstance(model, SRFormer) else _PEAK_BYTES_PER_PIXEL_CHANNEL_OTHER
+    bytes_per_pixel = per_channel * _feature_channels(model) * (1 if precision == "fp32" else 0.6)
     free = available_memory(device)
     budget = 0.6 * free if device.type == "cuda" else min(0.4 * free, _CPU_TILE_BUDGET)
     side = int(math.sqrt(budget / bytes_per_pixel))
@@ -145,20 +152,30 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def tile_spans(length: int, tile: int, overlap: int, window: int) -> list[tuple[int, int]]:
-    """``(start, end)`` of tiles covering ``[0, length)``: window-aligned starts, neighbours overlapping by ``overlap``.
+    """``(start, end)`` of tiles covering ``[0, length)``: window-aligned starts, neighbours overlapping by at least
+    ``overlap``, every tile padded by the model to one and the same length.
 
-    The tiles are balanced: as few as ``tile`` allows, then each made only as long as needed to cover
-    ``length`` (its stride a window multiple), so that the pixels computed twice are the overlaps and little
-    more; the last tile runs to ``length``. ``tile`` and ``overlap`` must be window multiples, ``tile > overlap``.
+    As few tiles as ``tile`` allows, each as short as that count permits. All of them have one length, the last
+    one a little shorter if need be but padded by the network to that same window multiple: tiles of one shape
+    reuse one set of activation buffers, while with the shapes alternating (full tiles, then the shorter last
+    one of each row) glibc's heap fragmented and grew (shipped x4 model, 320x304 and 320x272 tiles: 507 MB of
+    activations for one shape, 565 then 665 MB for the two alternating, 2026-11-30). ``tile`` and ``overlap``
+    must be window multiples, ``tile > overlap``.
     """
     if length <= tile:
         return [(0, length)]
     count = -(-(length - overlap) // (tile - overlap))
-    stride = _round_up(-(-(length - overlap) // count), window)
-    count = -(-(length - overlap) // stride)  # rounding the stride up may save a tile
-    starts = [index * stride for index in range(count)]
-    ends = [start + stride + overlap for start in starts[:-1]] + [length]
-    return list(zip(starts, ends, strict=True))
+    while True:
+        size = _round_up(-(-(length + (count - 1) * overlap) // count), window)
+        while size <= tile:
+            last = _round_up(length - size, window)  # the last tile, [last, length), pads to `size`
+            steps = (count - 1) * window
+            starts = [(index * last + steps // 2) // steps * window for index in range(count)]
+            if all(0 < after - before <= size - overlap for before, after in itertools.pairwise(starts)):
+                ends = [start + size for start in starts[:-1]] + [length]
+                return list(zip(starts, ends, strict=True))
+            size += window
+        count += 1
 
 
 def _ramp(length: int, fade: int, discard: int, fade_start: bool, fade_end: bool) -> Tensor:

@@ -75,3 +75,32 @@ def test_python_m_srformer_upscales_with_the_shipped_model_from_any_folder(tmp_p
     )
     assert done.returncode == 0, done.stderr
     assert Image.open(tmp_path / "out" / "photo_x4.png").size == (16, 20)
+
+
+@pytest.mark.parametrize(
+    ("entry", "status"),
+    [
+        ("lambda: 3", 3),
+        ("lambda: None", 0),
+        ("lambda: __import__('argparse').ArgumentParser().parse_args(['--bogus'])", 2),  # SystemExit(2)
+    ],
+)
+def test_exit_after_keeps_the_status_runs_exit_handlers_and_flushes(entry: str, status: int) -> None:
+    """The fast exit skips the interpreter's teardown, not what a command relies on: its status, its exit
+    handlers (temporary folders, W&B) and what it printed without a newline into a pipe."""
+    program = (
+        "import atexit, sys\n"
+        "from srformer.cli import exit_after\n"
+        "atexit.register(lambda: print('handler ran'))\n"
+        "print('buffered', end='')\n"
+        f"exit_after({entry})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == status, done.stderr
+    assert done.stdout == "bufferedhandler ran\n"
+
+
+def test_exit_after_leaves_a_message_exit_to_the_interpreter() -> None:
+    program = "from srformer.cli import exit_after\nimport sys\nexit_after(lambda: sys.exit('one sentence'))\n"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (1, "one sentence\n")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from srformer import shipped
 from srformer.checkpoint import load_model, save_weights
 from srformer.models import PRESETS, SRFormer, build_model
-from srformer.models.attention import WindowSelfAttention, attention
+from srformer.models.attention import WindowSelfAttention, attention, attention_weights
 from srformer.models.blocks import CrossAttentionBlock, SelfAttentionBlock
 from srformer.models.geometry import WindowGeometry
 
@@ -136,7 +136,7 @@ def test_geometry_is_derived_not_saved():
         small = model.geometry.shift_mask(8, 8, torch.device("cpu"))
         model(torch.rand(1, 3, 20, 30))
     large = model.geometry.shift_mask(24, 32, torch.device("cpu"))
-    assert large.shape[0] == (24 // 8) * (32 // 8) != small.shape[0]
+    assert large.shape[0] == 24 // 8 + 32 // 8 - 1 != small.shape[0]  # the border windows only
     assert model.geometry.shift == model.window_size // 2
 
 
@@ -202,10 +202,35 @@ def naive_attention(q, k, v, mask=None):
 def test_attention_matches_naive_reference():
     torch.manual_seed(0)
     q, k, v = torch.randn(3, 4, 10, 8), torch.randn(3, 4, 14, 8), torch.randn(3, 4, 14, 8)
-    mask = torch.rand(3, 1, 10, 14) > 0.3
-    mask[..., 0] = True  # every query keeps at least one key
+    allowed = torch.rand(3, 1, 10, 14) > 0.3
+    allowed[..., 0] = True  # every query keeps at least one key
     torch.testing.assert_close(attention(q, k, v), naive_attention(q, k, v))
-    torch.testing.assert_close(attention(q, k, v, mask), naive_attention(q, k, v, mask))
+    # A mask for the last two windows only: the first is attended unmasked.
+    tail_mask = torch.zeros(2, 1, 10, 14).masked_fill(~allowed[1:], float("-inf"))
+    allowed[0] = True
+    torch.testing.assert_close(attention(q, k, v, tail_mask), naive_attention(q, k, v, allowed))
+    weights = attention_weights(q, k, tail_mask)
+    torch.testing.assert_close(weights @ v, naive_attention(q, k, v, allowed))
+
+
+def test_shift_mask_keeps_apart_pixels_that_the_shift_wrapped():
+    """Independent reference: in a shifted window two tokens may attend to each other iff both or neither of
+    their original rows (and columns) wrapped around, i.e. lie in the first ``shift`` rows (columns)."""
+    geometry = WindowGeometry(8)
+    height, width = 24, 32
+    positions = geometry.token_positions(height, width, shifted=True)  # (nW, N, 2) original pixels
+    label = (positions[..., 0] < geometry.shift) * 2 + (positions[..., 1] < geometry.shift)
+    allowed = label[:, :, None] == label[:, None, :]
+    tail_mask = geometry.shift_mask(height, width, torch.device("cpu"))
+    border = tail_mask.shape[0]
+    assert border == geometry.border_windows(height, width) == 3 + 4 - 1
+    assert allowed[:-border].all()  # every window before the border windows holds one region
+    assert not allowed[-border:].all(dim=(1, 2)).any()  # every border window holds two or four
+    assert torch.equal(tail_mask[:, 0] == 0, allowed[-border:])
+    assert torch.isneginf(tail_mask[tail_mask != 0]).all()
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(len(positions), 2, 64, 4) for _ in range(3))
+    torch.testing.assert_close(attention(q, k, v, tail_mask), naive_attention(q, k, v, allowed[:, None]))
 
 
 def test_window_self_attention_matches_per_head_reference():
@@ -224,13 +249,27 @@ def test_window_self_attention_matches_per_head_reference():
     torch.testing.assert_close(out, expected)
 
 
+def test_geometry_keeps_the_tile_shapes_it_alternates_between(monkeypatch):
+    geometry = WindowGeometry(8)
+    cpu = torch.device("cpu")
+    first = geometry.shift_mask(32, 32, cpu)
+    geometry.shift_mask(32, 48, cpu)
+    geometry.shift_mask(48, 32, cpu)
+    assert geometry.shift_mask(32, 32, cpu) is first  # cached across the other sizes, not recomputed
+    monkeypatch.setattr("srformer.models.geometry.CACHE_BYTES", 0)
+    geometry.shift_mask(32, 48, cpu)  # only the current size stays when others may take no memory
+    assert geometry.shift_mask(32, 32, cpu) is not first
+    assert list(geometry._cache) == [(32, 32, cpu)]
+
+
 def test_shifted_window_mask_regions():
     mask = WindowGeometry(8).shift_mask(16, 16, torch.device("cpu"))
-    assert mask.shape == (4, 1, 64, 64)
+    assert mask.shape == (3, 1, 64, 64)  # 2 x 2 windows: the top-left one needs no mask
     allowed = mask == 0
-    assert allowed[0].all()  # the top-left window holds a single region
-    # The bottom-right window holds 4 regions of 16 pixels: each token sees exactly its own region.
-    assert (allowed[3, 0].sum(-1) == 16).all()
+    # The top-right and bottom-left windows hold 2 regions of 32 pixels, the bottom-right one 4 of 16:
+    # each token sees exactly its own region.
+    assert (allowed[0, 0].sum(-1) == 32).all() and (allowed[1, 0].sum(-1) == 32).all()
+    assert (allowed[2, 0].sum(-1) == 16).all()
     assert torch.isneginf(mask[~allowed]).all()
 
 

@@ -81,7 +81,7 @@ def test_resolve_prefers_existing_paths(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_pyproject_declares_the_script_and_the_weights() -> None:
-    assert PYPROJECT["project"]["scripts"]["srformer"] == "srformer.cli:main"
+    assert PYPROJECT["project"]["scripts"]["srformer"] == "srformer.cli:console_main"
     assert "zoo" in PYPROJECT["project"]["optional-dependencies"]
     patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["srformer"]
     for name in TRAINED:
@@ -116,7 +116,7 @@ def test_wheel_contains_the_weights_and_the_script(tmp_path: Path) -> None:
         stem = shipped.model_path(name).stem
         assert {f"srformer/weights/{stem}.safetensors", f"srformer/weights/{stem}.json"} <= files
     assert {"srformer/cli.py", "srformer/__main__.py", "srformer/shipped.py"} <= files
-    assert "srformer = srformer.cli:main" in entry_points
+    assert "srformer = srformer.cli:console_main" in entry_points
 
 
 def test_every_declared_dependency_is_used() -> None:

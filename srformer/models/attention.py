@@ -35,30 +35,40 @@ def merge_heads(x: Tensor, batch: int) -> Tensor:
     return x.view(nW, batch, heads, N, d).permute(0, 1, 3, 2, 4).reshape(nW, batch, N, heads * d)
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Scaled dot-product attention, ``softmax(q k^T / sqrt(d)) v``.
+def attention(q: Tensor, k: Tensor, v: Tensor, tail_mask: Tensor | None = None) -> Tensor:
+    """Scaled dot-product attention of windows, ``softmax(q k^T / sqrt(d)) v``.
 
     Args:
-        q: ``(..., N, d)``; k, v: ``(..., M, d)``; mask: broadcastable to ``(..., N, M)``, either bool
-            (True where attention is allowed) or float (added to the scores).
+        q: ``(nW, BH, N, d)``; k, v: ``(nW, BH, M, d)``.
+        tail_mask: float ``(nT, 1, N, M)`` added to the scores of the *last* ``nT`` windows (a shifted
+            partition's border windows, :meth:`WindowGeometry.shift_mask`); the windows before them are
+            attended without a mask, on the fused kernel's unmasked path.
     Returns:
-        ``(..., N, d)``.
+        ``(nW, BH, N, d)``.
     """
-    if mask is not None and mask.is_floating_point() and mask.dtype != q.dtype:
-        mask = mask.to(q.dtype)  # under autocast q is bf16/fp16; fused kernels want the mask to match
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if tail_mask is None:
+        return F.scaled_dot_product_attention(q, k, v)
+    if tail_mask.dtype != q.dtype:
+        tail_mask = tail_mask.to(q.dtype)  # under autocast q is bf16/fp16; fused kernels want the mask to match
+    head = q.shape[0] - tail_mask.shape[0]
+    return torch.cat(
+        [
+            F.scaled_dot_product_attention(q[:head], k[:head], v[:head]),
+            F.scaled_dot_product_attention(q[head:], k[head:], v[head:], attn_mask=tail_mask),
+        ]
+    )
 
 
-def attention_weights(q: Tensor, k: Tensor, mask: Tensor | None = None) -> Tensor:
-    """The softmax weights :func:`attention` applies, made explicit: ``(..., N, d), (..., M, d)`` -> ``(..., N, M)``.
+def attention_weights(q: Tensor, k: Tensor, tail_mask: Tensor | None = None) -> Tensor:
+    """The softmax weights :func:`attention` applies, made explicit: ``(nW, BH, N, d), (nW, BH, M, d)`` ->
+    ``(nW, BH, N, M)``.
 
     For inspection only (srformer.explain); the forward pass keeps the fused kernel.
     """
     scores = (q @ k.transpose(-2, -1)) / q.shape[-1] ** 0.5
-    if mask is not None:
-        scores = (
-            scores + mask.to(scores.dtype) if mask.is_floating_point() else scores.masked_fill(~mask, float("-inf"))
-        )
+    if tail_mask is not None:
+        head = scores.shape[0] - tail_mask.shape[0]
+        scores = torch.cat([scores[:head], scores[head:] + tail_mask.to(scores.dtype)])
     return scores.softmax(dim=-1)
 
 
@@ -88,11 +98,11 @@ class CapturingAttention(nn.Module):
         self.capture = False
         self.captured: CapturedAttention | None = None
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
-        out = attention(q, k, v, mask)
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, tail_mask: Tensor | None = None) -> Tensor:
+        out = attention(q, k, v, tail_mask)
         if self.capture:
             with torch.no_grad():
-                self.captured = CapturedAttention(attention_weights(q, k, mask), v.detach(), out.detach())
+                self.captured = CapturedAttention(attention_weights(q, k, tail_mask), v.detach(), out.detach())
         return out
 
 
@@ -107,13 +117,14 @@ class WindowSelfAttention(CapturingAttention):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, windows: Tensor, mask: Tensor | None = None) -> Tensor:
-        """windows: ``(nW, B, N, C)``; mask: ``(nW, 1, N, N)`` or None -> ``(nW, B, N, C)``."""
+    def forward(self, windows: Tensor, tail_mask: Tensor | None = None) -> Tensor:
+        """windows: ``(nW, B, N, C)``; tail_mask: ``(nT, 1, N, N)`` for the last ``nT`` windows, or None ->
+        ``(nW, B, N, C)``."""
         nW, B, N, C = windows.shape
         # One reshape for q, k and v together; it is a view (no copy) when B == 1.
         qkv = self.qkv(windows).view(nW, B, N, 3, self.num_heads, C // self.num_heads)
         q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).reshape(3, nW, B * self.num_heads, N, -1).unbind(0)
-        return self.proj(merge_heads(self._attend(q, k, v, mask), B))
+        return self.proj(merge_heads(self._attend(q, k, v, tail_mask), B))
 
 
 class WindowCrossAttention(CapturingAttention):

@@ -8,7 +8,10 @@ the pixel each window slot holds, and derives everything else from them:
 
 * cutting windows is one gather with those positions (a shift is folded into them, so no ``roll`` copies the
   map first), merging them back one gather with the inverse positions;
-* the shifted-window mask compares region labels of the same positions;
+* the shifted-window mask compares region labels of the same positions. Only the windows of the last row and
+  column of a shifted map hold pixels from opposite borders; the shifted partition puts those *border windows*
+  last, so attention runs the others without a mask and the mask covers ``nH + nW - 1`` windows, not all
+  ``nH * nW`` (on a 256x256 tile 8 MB instead of 64 MB, a fifth of the forward pass's peak memory);
 * :mod:`srformer.explain` asks for the positions to place attention weights on the image.
 
 Everything is written with tensor operations on the sizes and no Python branch on them. Eagerly the sizes
@@ -29,6 +32,11 @@ from torch import Tensor
 
 #: A size as the network sees it: an int eagerly, a 0-d tensor while traced for export.
 Size = int | Tensor
+
+#: Bytes of window indices and shift masks kept for map sizes other than the current one (least recently used
+#: dropped first). The current size's are always kept: about 5 MB for a 256x256 map (indices are 8 bytes per
+#: token and window slot), so a tiled image's few tile shapes all stay cached.
+CACHE_BYTES = 64 * 2**20
 
 
 def border_index(size: Size, padded: Size, reflect: Size, device: torch.device) -> Tensor:
@@ -60,8 +68,7 @@ class WindowGeometry:
     def __init__(self, window: int) -> None:
         self.window = window
         self.shift = window // 2
-        self._cache: dict[str, Tensor] = {}
-        self._cache_key: tuple | None = None
+        self._cache: dict[tuple, dict[str, Tensor]] = {}  # per (height, width, device), least recent first
 
     def __repr__(self) -> str:
         return f"WindowGeometry(window={self.window}, shift={self.shift})"
@@ -111,8 +118,8 @@ class WindowGeometry:
             reflect: fold the band of enlarged windows back into the map by reflection at the borders, as the
                 network does; False gives the unclipped positions (some outside the map).
         Returns:
-            long ``(nW, M, 2)`` of ``(row, col)``, windows in raster order, slots row-major;
-            ``M = (window + 2 * overlap) ** 2``.
+            long ``(nW, M, 2)`` of ``(row, col)``, windows in raster order (shifted: border windows last, see
+            :meth:`_shifted_order`), slots row-major; ``M = (window + 2 * overlap) ** 2``.
         """
         if shifted and overlap:
             raise ValueError("enlarged windows are never shifted")
@@ -120,7 +127,8 @@ class WindowGeometry:
         span = rows.shape[1]
         rows = rows[:, None, :, None].expand(-1, cols.shape[0], -1, span)
         cols = cols[None, :, None, :].expand(rows.shape[0], -1, span, -1)
-        return torch.stack([rows, cols], dim=-1).reshape(-1, span * span, 2)
+        positions = torch.stack([rows, cols], dim=-1).reshape(-1, span * span, 2)
+        return positions.index_select(0, self._shifted_order(height, width, device)) if shifted else positions
 
     def _axis_grid(
         self, height: Size, width: Size, shifted: bool, overlap: int, reflect: bool, device: torch.device | None
@@ -140,6 +148,8 @@ class WindowGeometry:
         """Flat index into ``(B * H * W)`` tokens of every slot of the window-major ``(nW, B, M)`` layout."""
         rows, cols = self._axis_grid(height, width, shifted, overlap, True, device)
         within_image = (rows[:, None, :, None] * width + cols[None, :, None, :]).reshape(-1, 1, rows.shape[1] ** 2)
+        if shifted:
+            within_image = within_image.index_select(0, self._shifted_order(height, width, device))
         image_start = torch.arange(batch, device=device)[None, :, None] * (height * width)
         return (within_image + image_start).reshape(-1)
 
@@ -149,10 +159,46 @@ class WindowGeometry:
         window, shift = self.window, self.shift if shifted else 0
         rows = (torch.arange(height, device=device) - shift) % height  # where each pixel sits after the shift
         cols = (torch.arange(width, device=device) - shift) % width
-        window_index = (rows // window)[:, None] * (width // window) + (cols // window)[None, :]
+        window_row, window_col = rows // window, cols // window
+        if shifted:  # where each raster window went in the shifted order (the inverse of _shifted_order)
+            window_index = self._shifted_slot(window_row[:, None], window_col[None, :], height, width)
+        else:
+            window_index = window_row[:, None] * (width // window) + window_col[None, :]
         slot = (rows % window)[:, None] * window + (cols % window)[None, :]
         image = torch.arange(batch, device=device)[:, None, None]
         return ((window_index[None] * batch + image) * window**2 + slot[None]).reshape(-1)
+
+    def _shifted_order(self, height: Size, width: Size, device) -> Tensor:
+        """Raster indices of the shifted windows in the order the shifted partition holds them ``(nW,)``: the
+        interior windows (one region each) in raster order, then the border windows (:meth:`border_windows`):
+        the last column above the last row, then the last row."""
+        n_rows, n_cols = height // self.window, width // self.window
+        row, col = torch.arange(n_rows, device=device), torch.arange(n_cols, device=device)
+        interior = (row[:-1, None] * n_cols + col[None, :-1]).reshape(-1)
+        return torch.cat([interior, self._border_order(height, width, device)])
+
+    def _border_order(self, height: Size, width: Size, device) -> Tensor:
+        """Raster indices of the border windows ``(nB,)``, in their order at the end of :meth:`_shifted_order`."""
+        n_rows, n_cols = height // self.window, width // self.window
+        row, col = torch.arange(n_rows, device=device), torch.arange(n_cols, device=device)
+        last_column = row[:-1] * n_cols + (n_cols - 1)
+        last_row = (n_rows - 1) * n_cols + col
+        return torch.cat([last_column, last_row])
+
+    def _shifted_slot(self, row: Tensor, col: Tensor, height: Size, width: Size) -> Tensor:
+        """Where the shifted window at (window) ``row``, ``col`` sits in :meth:`_shifted_order` (broadcasting)."""
+        n_rows, n_cols = height // self.window, width // self.window
+        interior_count = (n_rows - 1) * (n_cols - 1)
+        is_last_row, is_last_col = row == n_rows - 1, col == n_cols - 1
+        interior_slot = row * (n_cols - 1) + col
+        border_slot = interior_count + row + is_last_row.long() * col  # last column by row, then the last row
+        is_border = (is_last_row | is_last_col).long()
+        return interior_slot + is_border * (border_slot - interior_slot)
+
+    def border_windows(self, height: Size, width: Size) -> Size:
+        """How many windows of the shifted partition of a ``(height, width)`` map need :meth:`shift_mask`: the
+        last ones, ``nH + nW - 1``, those of the last window row and column."""
+        return height // self.window + width // self.window - 1
 
     # -------------------------------------------------------------------------------------- window operations
 
@@ -200,10 +246,14 @@ class WindowGeometry:
         where it sits in the shifted map (its unshifted window position): before the last window, in the last
         window before the wrapped band, or in the band of :attr:`shift` pixels that wrapped around.
 
+        Only the border windows (the last row and column of windows) hold more than one region; the shifted
+        partition puts them last, so the mask covers those :meth:`border_windows` only and every other window
+        is attended without one.
+
         Returns:
-            float ``(nW, 1, N, N)``: 0 where attention is allowed, -inf where it is not (``N = window ** 2``),
-            broadcast over images and heads. An additive float mask, because a boolean one is converted to this
-            on every attention call.
+            float ``(nB, 1, N, N)`` for the last ``nB = nH + nW - 1`` shifted windows: 0 where attention is
+            allowed, -inf where it is not (``N = window ** 2``), broadcast over images and heads. An additive
+            float mask, because a boolean one is converted to this on every attention call.
         """
         return self._cached("shift mask", height, width, device, lambda: self._shift_mask(height, width, device))
 
@@ -213,8 +263,9 @@ class WindowGeometry:
         col_region = (cols >= width - self.window).long() + (cols >= width - self.shift).long()
         span = self.window
         region = (row_region[:, None, :, None] * 3 + col_region[None, :, None, :]).reshape(-1, span * span)
-        # One bool and one float tensor of the mask's size (64 MB on a 256x256 map): built through zeros,
-        # ~allowed and an out-of-place fill, it raised a 256x240 tile's memory peak by 38 MB more.
+        region = region.index_select(0, self._border_order(height, width, device))
+        # One bool and one float tensor of the mask's size: built through zeros, ~allowed and an out-of-place
+        # fill, it took three times the memory at its peak.
         blocked = (region[:, :, None] != region[:, None, :]).unsqueeze(1)
         return torch.where(blocked, float("-inf"), 0.0)
 
@@ -223,14 +274,19 @@ class WindowGeometry:
     def _cached(
         self, name: str, height: Size, width: Size, device: torch.device, compute: Callable[[], Tensor]
     ) -> Tensor:
-        """``compute()``, kept while the map's size and device stay the same: eagerly only; traced or compiled,
-        the computation belongs in the graph."""
+        """``compute()``, kept per map size and device (see :data:`CACHE_BYTES`): eagerly only; traced or
+        compiled, the computation belongs in the graph. Tiling an image alternates between a few tile shapes
+        (full tiles, the last column's, the last row's), each of which would otherwise recompute its indices
+        and mask whenever the shape changes."""
         if torch.jit.is_tracing() or torch.compiler.is_compiling():
             return compute()
         key = (height, width, device)
-        if key != self._cache_key:  # one size at a time: a mask for a large map is large
-            self._cache.clear()
-            self._cache_key = key
-        if name not in self._cache:
-            self._cache[name] = compute()
-        return self._cache[name]
+        entries = self._cache.pop(key, {})
+        others = sum(t.numel() * t.element_size() for cached in self._cache.values() for t in cached.values())
+        while self._cache and others > CACHE_BYTES:
+            oldest = self._cache.pop(next(iter(self._cache)))
+            others -= sum(t.numel() * t.element_size() for t in oldest.values())
+        self._cache[key] = entries  # now the most recent
+        if name not in entries:
+            entries[name] = compute()
+        return entries[name]
