@@ -5,7 +5,8 @@ the linear layers work on contiguous rows and no block converts layouts back and
 
 Windows are laid out *window-major*: ``(nW, B, N, C)`` with ``nW`` windows of ``N = window**2`` tokens.
 With this order the shifted-window mask, which depends on the window but not on the image in the batch,
-has shape ``(nW, 1, N, N)`` and broadcasts over ``B * heads`` inside ``scaled_dot_product_attention``.
+has shape ``(nT, 1, N, N)`` for the ``nT`` border windows (the shifted partition puts them last) and
+broadcasts over ``B * heads`` inside ``scaled_dot_product_attention``; the other windows need none.
 A batch-major order would need the mask copied once per image, and a 5-D layout drops PyTorch's fused CPU
 kernel for the slow reference path (about 4x slower on this project's CPU: `python bench/attention_layouts.py`).
 """
