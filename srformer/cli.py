@@ -14,6 +14,7 @@ import difflib
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -88,6 +89,7 @@ def exit_after(entry: Callable[[], int | None]) -> NoReturn:
     closed) raised the peak RSS of a whole ``infer.py`` run by about 125 MiB and took 0.1-0.9 s (``python -c
     "import torch"``: 654 MiB against 528 MiB with an immediate exit, 2026-11-30). Exit handlers still run and
     the standard streams are flushed; a ``SystemExit`` (argparse's ``--help`` and usage errors) gives its status.
+    While another non-daemon thread is still working, the interpreter's own exit waits for it as usual.
     """
     try:
         status = entry()
@@ -95,6 +97,9 @@ def exit_after(entry: Callable[[], int | None]) -> NoReturn:
         if exit_.code is not None and not isinstance(exit_.code, int):
             raise  # a message to print: leave it to the interpreter
         status = exit_.code
+    working = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if working:
+        sys.exit(status)
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

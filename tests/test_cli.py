@@ -104,3 +104,17 @@ def test_exit_after_leaves_a_message_exit_to_the_interpreter() -> None:
     program = "from srformer.cli import exit_after\nimport sys\nexit_after(lambda: sys.exit('one sentence'))\n"
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr) == (1, "one sentence\n")
+
+
+def test_exit_after_waits_for_a_thread_still_working(tmp_path: Path) -> None:
+    marker = tmp_path / "written-by-the-thread"
+    program = (
+        "import threading, time\n"
+        "from pathlib import Path\n"
+        "from srformer.cli import exit_after\n"
+        f"threading.Thread(target=lambda: (time.sleep(0.5), Path({str(marker)!r}).write_text('done'))).start()\n"
+        "exit_after(lambda: 4)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4, done.stderr
+    assert marker.read_text() == "done"
