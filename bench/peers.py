@@ -4,7 +4,7 @@ Names (``--models`` of ``bench/equal_budget.py``, ``bench/equal_time.py``, ``ben
 
 * ``light``, ``tiny``, ... : one of our presets as it is defined at run time (``srformer.models.PRESETS``);
 * ``light:none`` : a preset with another cross-attention context (``none`` = MHSA only, ``overlap``,
-  ``shallow``);
+  ``shallow``); ``light:overlap:2`` also sets the context window's overlap (pixels per side; the presets' 4);
 * ``swinir-light``, ``srformer-light``, ``hat-s`` : the peers' published light/small configurations from
   ``spandrel`` / ``spandrel-extra-arches`` (``bench/model_cost.py``'s ``peer_models``), randomly initialised;
 * ``swinir-light+skip`` (any peer + ``+skip``) : the peer wrapped in :class:`BicubicSkip`, the image residual
@@ -81,13 +81,23 @@ def architecture(name: str) -> dict:
     base, skip = split(name)
     if base in PEER_NAMES:
         return {"peer": PEER_NAMES[base], "skip": "bicubic"} if skip else {"peer": PEER_NAMES[base]}
-    preset, _, context = name.partition(":")
-    if skip or preset not in PRESETS:
+    preset, context, overlap = _our_parts(name)
+    if skip or preset not in PRESETS or not (overlap == "" or overlap.isdigit()):
         raise SystemExit(
-            f"error: unknown model {name!r}; use a preset ({', '.join(PRESETS)}), preset:context, a peer "
-            f"({', '.join(PEER_NAMES)}) or a peer{SKIP}"
+            f"error: unknown model {name!r}; use a preset ({', '.join(PRESETS)}), preset:context, "
+            f"preset:context:overlap, a peer ({', '.join(PEER_NAMES)}) or a peer{SKIP}"
         )
-    return preset_settings(preset, context or None)
+    settings = preset_settings(preset, context or None)
+    if overlap:
+        settings["context_overlap"] = int(overlap)
+    return settings
+
+
+def _our_parts(name: str) -> tuple[str, str, str]:
+    """``preset[:context[:overlap]]`` -> (preset, context, overlap), the missing parts empty."""
+    preset, _, rest = name.partition(":")
+    context, _, overlap = rest.partition(":")
+    return preset, context, overlap
 
 
 def build(name: str, scale: int) -> nn.Module:
@@ -103,9 +113,10 @@ def display_name(name: str) -> str:
     base, skip = split(name)
     if base in PEER_NAMES:
         return PEER_NAMES[base].replace(" (paper)", "") + (" + bicubic skip" if skip else "")
-    preset, _, context = name.partition(":")
+    preset, context, overlap = _our_parts(name)
     context = context or PRESETS[preset]["context"]
-    return f"srformer {preset} ({'MHSA only' if context == 'none' else f'MHSA + MHCA, {context}'})"
+    cross = f"MHSA + MHCA, {context}" + (f" {overlap}" if overlap else "")
+    return f"srformer {preset} ({'MHSA only' if context == 'none' else cross})"
 
 
 def peer_upscaler(model: nn.Module) -> Upscaler:

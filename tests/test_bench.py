@@ -34,6 +34,19 @@ def test_preset_context_names_build_the_ablation_variants() -> None:
     )
     assert equal_budget.display_name("tiny") == "srformer tiny (MHSA + MHCA, overlap)"
     assert equal_budget.display_name("swinir-light+skip") == "SwinIR-light + bicubic skip"
+    assert equal_budget.display_name("light:overlap:2") == "srformer light (MHSA + MHCA, overlap 2)"
+
+
+def test_a_name_may_set_the_context_overlap_and_leaves_other_names_as_they_were() -> None:
+    assert equal_budget.architecture("light:overlap:2") == PRESETS["light"] | {
+        "context": "overlap",
+        "context_overlap": 2,
+    }
+    # Names used before keep their recorded architecture, so their saved runs resume instead of restarting.
+    assert equal_budget.architecture("light:none") == PRESETS["light"] | {"context": "none"}
+    assert equal_budget.architecture("light") == PRESETS["light"]
+    with pytest.raises(SystemExit):
+        equal_budget.architecture("light:overlap:two")
     with pytest.raises(SystemExit, match="unknown model 'huge'"):
         equal_budget.build("huge", 4)
     with pytest.raises(SystemExit, match="unknown model 'tiny\\+skip'"):
