@@ -192,8 +192,12 @@ NOTES = """How the pipeline is set up (see ``srformer/inference.py`` and ``srfor
 
 def verdict(rows: list[dict]) -> str:
     """The targets, met or not, in words."""
-    over = [row for row in rows if row["peak_mib"] * 2**20 > 1.3e9 + 3 * row["out_px"]]
-    memory = "every run within the memory target" if not over else f"{len(over)} run(s) over the memory target"
+    parts = []
+    for name in dict.fromkeys(row["model"] for row in rows):
+        mine = [row for row in rows if row["model"] == name]
+        over = [row for row in mine if row["peak_mib"] * 2**20 > 1.3e9 + 3 * row["out_px"]]
+        parts.append(f"{name} {len(mine) - len(over)} of {len(mine)} runs within the target")
+    memory = "; ".join(parts)
     speed = [row for row in rows if row["model"] == "srformer" and row["input"] == "2000x1500"]
     if not speed:
         return f"Memory: {memory}."
