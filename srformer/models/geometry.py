@@ -261,9 +261,13 @@ class WindowGeometry:
         rows, cols = self._axis_grid(height, width, False, 0, True, device)
         row_region = (rows >= height - self.window).long() + (rows >= height - self.shift).long()
         col_region = (cols >= width - self.window).long() + (cols >= width - self.shift).long()
-        span = self.window
-        region = (row_region[:, None, :, None] * 3 + col_region[None, :, None, :]).reshape(-1, span * span)
-        region = region.index_select(0, self._border_order(height, width, device))
+        border = self._border_order(height, width, device)  # raster indices: row * n_cols + col
+        n_cols = width // self.window
+        row_region, col_region = (
+            row_region.index_select(0, border // n_cols),
+            col_region.index_select(0, border % n_cols),
+        )
+        region = (row_region[:, :, None] * 3 + col_region[:, None, :]).reshape(-1, self.window**2)
         # One bool and one float tensor of the mask's size: built through zeros, ~allowed and an out-of-place
         # fill, it took three times the memory at its peak.
         blocked = (region[:, :, None] != region[:, None, :]).unsqueeze(1)
@@ -281,12 +285,14 @@ class WindowGeometry:
         if torch.jit.is_tracing() or torch.compiler.is_compiling():
             return compute()
         key = (height, width, device)
-        entries = self._cache.pop(key, {})
-        others = sum(t.numel() * t.element_size() for cached in self._cache.values() for t in cached.values())
-        while self._cache and others > CACHE_BYTES:
-            oldest = self._cache.pop(next(iter(self._cache)))
-            others -= sum(t.numel() * t.element_size() for t in oldest.values())
-        self._cache[key] = entries  # now the most recent
+        if next(reversed(self._cache), None) != key:  # the size changed: make it the most recent, evict the rest
+            entries = self._cache.pop(key, {})
+            others = sum(t.numel() * t.element_size() for cached in self._cache.values() for t in cached.values())
+            while self._cache and others > CACHE_BYTES:
+                oldest = self._cache.pop(next(iter(self._cache)))
+                others -= sum(t.numel() * t.element_size() for t in oldest.values())
+            self._cache[key] = entries
+        entries = self._cache[key]
         if name not in entries:
             entries[name] = compute()
         return entries[name]
