@@ -5,6 +5,8 @@
     python bench/equal_time.py --models swinir-light+skip --minutes 120
     # the table, the PSNR-vs-CPU-hours plot and the docs/BENCHMARKS.md section, from what is saved
     python bench/equal_time.py --report
+    # continue one of ours with train.py: its scored (EMA) weights as a .safetensors
+    python bench/equal_time.py --models light --export runs/equal_time_weights
 
 Why time and not steps: a model that is cheaper per step takes more steps in the same time, and time is
 what a user pays. The clock is the process's CPU time (``time.process_time``) with one torch thread, not the
@@ -296,6 +298,25 @@ def train_model(name: str, recipe: Recipe, args: argparse.Namespace, folder: Pat
     return results
 
 
+def export_weights(name: str, recipe: Recipe, folder: Path, out: Path) -> Path | None:
+    """Write the scored (EMA) weights of one of our models' saved run as ``out/<model>.safetensors`` (+ .json),
+    for ``train.py init_weights=...`` to continue; peers and models without a checkpoint are skipped."""
+    checkpoint = folder / f"{file_stem(name)}.pt"
+    if not is_ours(name) or not checkpoint.is_file():
+        print(f"{name}: nothing to export ({'no checkpoint' if is_ours(name) else 'not an srformer model'})")
+        return None
+    from srformer.checkpoint import save_weights
+
+    run = TimedRun(name, recipe)
+    run.load(checkpoint)
+    meta = {"data": "bsd400", "ema": run.ema is not None, "steps": run.step, "cpu_minutes": round(run.spent / 60, 2)}
+    path = save_weights(
+        run.scored_model, out / f"{file_stem(name)}.safetensors", meta | {"source": "bench/equal_time.py"}
+    )
+    print(f"{name}: {run.spent / 60:.1f} CPU min, step {run.step} -> {path}")
+    return path
+
+
 def _marks_done(results: dict) -> list[float]:
     return [p.get("mark_minutes", p["minutes"]) for p in results["points"]]
 
@@ -438,6 +459,10 @@ def main() -> None:
     parser.add_argument("--title", default="Equal-time comparison (CPU, one thread)")
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: docs/equal_time.png)")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/BENCHMARKS.md")
+    parser.add_argument(
+        "--export", type=Path, default=None, metavar="FOLDER",
+        help="train nothing: write our models' scored weights to FOLDER/<model>.safetensors (train.py init_weights)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with contextlib.suppress(RuntimeError):  # already set in this process
@@ -446,6 +471,10 @@ def main() -> None:
     folder = args.results / recipe.key()
     for name in args.models:
         architecture(name)  # unknown names fail before any training
+    if args.export:
+        for name in args.models:
+            export_weights(name, recipe, folder, args.export)
+        return
     if not args.report:
         if not (args.data / "train" / "BSD400").is_dir():
             raise SystemExit(f"error: no training images at {args.data / 'train' / 'BSD400'}; pass --data")

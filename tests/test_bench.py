@@ -227,6 +227,22 @@ def test_timed_run_resumes_exactly_where_it_stopped(tmp_path: Path) -> None:
         other.load(tmp_path / "run.pt")
 
 
+def test_equal_time_export_writes_the_scored_weights(tmp_path: Path) -> None:
+    from srformer import load_model
+
+    recipe = equal_time.Recipe(horizon=6.0, warmup=2.0, ema_half_life=2.0, batch=2)
+    run = equal_time.TimedRun("tiny:none", recipe)
+    run.train_until(2.0, equal_budget.PatchStream(SyntheticPatches(), 2, seed=0).batches(0), FakeClock(), [], print)
+    run.save(tmp_path / "tiny_none.pt")
+    path = equal_time.export_weights("tiny:none", recipe, tmp_path, tmp_path / "out")
+    model = load_model(path)
+    assert model.config["context"] == "none"
+    for a, b in zip(run.ema.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # the EMA weights that were scored, not the raw ones
+    assert equal_time.export_weights("swinir-light", recipe, tmp_path, tmp_path / "out") is None
+    assert equal_time.export_weights("light", recipe, tmp_path, tmp_path / "out") is None  # no checkpoint
+
+
 def test_equal_time_tables_have_curves_and_margins() -> None:
     def result(params: int, psnrs: list[float]) -> dict:
         points = [

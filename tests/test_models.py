@@ -85,9 +85,12 @@ def test_preset_context_can_be_replaced():
         build_model("tiny", 4, context="global")
 
 
-@pytest.mark.parametrize("name", ["x4", "x4_tiny", "x2"])
-def test_shipped_models_are_named_presets(name):
-    """Every shipped architecture is a preset: ``build_model(preset, scale)`` loads its weights strictly."""
+@pytest.mark.parametrize("name", shipped.names())
+def test_shipped_models_are_named_presets(name, tmp_path):
+    """Every shipped architecture is a preset (recorded as such): ``build_model(preset, scale)`` loads its
+    weights strictly, and the ``.safetensors`` file alone (its description embedded) rebuilds the model."""
+    import shutil
+
     from safetensors.torch import load_file
 
     from srformer.checkpoint import preset_of
@@ -95,10 +98,12 @@ def test_shipped_models_are_named_presets(name):
     path = shipped.model_path(name)
     info = json.loads(path.with_suffix(".json").read_text())
     preset = preset_of(info["arch"])
-    assert preset in PRESETS
+    assert preset in PRESETS and info["preset"] == preset
     model = build_model(preset, info["arch"]["scale"])
     model.load_state_dict(load_file(str(path)), strict=True)
     assert load_model(path).config == model.config
+    alone = shutil.copy(path, tmp_path / path.name)
+    assert load_model(alone).config == model.config
 
 
 def test_unknown_preset_and_scale_are_rejected():
