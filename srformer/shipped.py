@@ -25,12 +25,13 @@ from srformer.errors import CheckpointError
 SHIPPED: dict[str, str] = {
     "x4": "srformer_x4",
     "x4_tiny": "srformer_x4_tiny",
+    "x3": "srformer_x3",
     "x2": "srformer_x2",
     "real": "srformer_x4_real",
 }
 
 #: The model used for each scale when no model is given.
-DEFAULT_BY_SCALE: dict[int, str] = {4: "x4", 2: "x2"}
+DEFAULT_BY_SCALE: dict[int, str] = {4: "x4", 3: "x3", 2: "x2"}
 
 #: The package-data folder of the shipped weights (a real folder: pip unpacks wheels).
 WEIGHTS_DIR = Path(os.fspath(files("srformer") / "weights"))
@@ -68,8 +69,8 @@ def weights_file(name_or_scale: str | int) -> Path:
 
 
 def model_path(name_or_scale: str | int) -> Path:
-    """The ``.safetensors`` of a shipped model (its ``.json`` beside it), by name (``x4``, ``x4_tiny``, ``x2``,
-    ``real``; the file stem works too) or by scale (``4``, ``2``).
+    """The ``.safetensors`` of a shipped model (its ``.json`` beside it), by name (``x4``, ``x4_tiny``, ``x3``,
+    ``x2``, ``real``; the file stem works too) or by scale (``4``, ``3``, ``2``).
 
     Raises :class:`CheckpointError` (one sentence) for a name that is not shipped, or when the model's files are
     not in this installation.

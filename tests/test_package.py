@@ -19,7 +19,7 @@ from srformer.errors import CheckpointError
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 #: The models whose files are in the repository.
-TRAINED = ["x4", "x4_tiny", "x2", "real"]
+TRAINED = ["x4", "x4_tiny", "x3", "x2", "real"]
 #: Distribution name -> the module its users import (where the two differ).
 IMPORT_NAMES = {"pytorch-lightning": "pytorch_lightning", "hydra-core": "hydra", "pillow": "PIL",
                 "scikit-image": "skimage", "spandrel-extra-arches": "spandrel_extra_arches"}  # fmt: skip
@@ -35,7 +35,7 @@ def _setuptools_major() -> int:
 
 
 def test_shipped_names() -> None:
-    assert {"x4", "x4_tiny", "x2", "real"} <= set(shipped.names())
+    assert {"x4", "x4_tiny", "x3", "x2", "real"} <= set(shipped.names())
     assert set(TRAINED) <= set(shipped.installed())
 
 
@@ -50,9 +50,10 @@ def test_shipped_names_resolve_to_package_data(name: str) -> None:
 
 def test_default_model_per_scale() -> None:
     assert shipped.default_model() == shipped.default_model(4) == shipped.model_path("x4")
+    assert shipped.default_model(3) == shipped.model_path("x3")
     assert shipped.default_model(2) == shipped.model_path("x2")
-    with pytest.raises(CheckpointError, match=r"no shipped x3 model.*--model"):
-        shipped.default_model(3)
+    with pytest.raises(CheckpointError, match=r"no shipped x8 model.*--model"):
+        shipped.default_model(8)
 
 
 def test_unknown_name_lists_the_shipped_names() -> None:
