@@ -4,7 +4,9 @@ Names (``--models`` of ``bench/equal_budget.py``, ``bench/equal_time.py``, ``ben
 
 * ``light``, ``tiny``, ... : one of our presets as it is defined at run time (``srformer.models.PRESETS``);
 * ``light:none`` : a preset with another cross-attention context (``none`` = MHSA only, ``overlap``,
-  ``shallow``); ``light:overlap:2`` also sets the context window's overlap (pixels per side; the presets' 4);
+  ``shallow``); ``light:overlap:2`` also sets the context window's overlap (pixels per side; the presets' 4),
+  and ``light:overlap:4:2`` which groups have an MHCA block (every 2nd, counted back from the last:
+  ``SRFormer(cross_every=...)``; the presets' 1 = every group);
 * ``swinir-light``, ``srformer-light``, ``hat-s`` : the peers' published light/small configurations from
   ``spandrel`` / ``spandrel-extra-arches`` (``bench/model_cost.py``'s ``peer_models``), randomly initialised;
 * ``swinir-light+skip`` (any peer + ``+skip``) : the peer wrapped in :class:`BicubicSkip`, the image residual
@@ -81,23 +83,25 @@ def architecture(name: str) -> dict:
     base, skip = split(name)
     if base in PEER_NAMES:
         return {"peer": PEER_NAMES[base], "skip": "bicubic"} if skip else {"peer": PEER_NAMES[base]}
-    preset, context, overlap = _our_parts(name)
-    if skip or preset not in PRESETS or not (overlap == "" or overlap.isdigit()):
+    preset, context, overlap, every = _our_parts(name)
+    numbers_ok = all(part == "" or (part.isdigit() and int(part) > 0) for part in (overlap, every))
+    if skip or preset not in PRESETS or not numbers_ok or name.count(":") > 3:
         raise SystemExit(
             f"error: unknown model {name!r}; use a preset ({', '.join(PRESETS)}), preset:context, "
-            f"preset:context:overlap, a peer ({', '.join(PEER_NAMES)}) or a peer{SKIP}"
+            f"preset:context:overlap[:every], a peer ({', '.join(PEER_NAMES)}) or a peer{SKIP}"
         )
     settings = preset_settings(preset, context or None)
     if overlap:
         settings["context_overlap"] = int(overlap)
+    if every:  # only when named: the architectures recorded by earlier runs stay as they were
+        settings["cross_every"] = int(every)
     return settings
 
 
-def _our_parts(name: str) -> tuple[str, str, str]:
-    """``preset[:context[:overlap]]`` -> (preset, context, overlap), the missing parts empty."""
-    preset, _, rest = name.partition(":")
-    context, _, overlap = rest.partition(":")
-    return preset, context, overlap
+def _our_parts(name: str) -> tuple[str, str, str, str]:
+    """``preset[:context[:overlap[:every]]]`` -> (preset, context, overlap, every), the missing parts empty."""
+    preset, context, overlap, every, *_ = [*name.split(":"), "", "", "", ""]
+    return preset, context, overlap, every
 
 
 def build(name: str, scale: int) -> nn.Module:
@@ -113,9 +117,11 @@ def display_name(name: str) -> str:
     base, skip = split(name)
     if base in PEER_NAMES:
         return PEER_NAMES[base].replace(" (paper)", "") + (" + bicubic skip" if skip else "")
-    preset, context, overlap = _our_parts(name)
+    preset, context, overlap, every = _our_parts(name)
     context = context or PRESETS[preset]["context"]
-    cross = f"MHSA + MHCA, {context}" + (f" {overlap}" if overlap else "")
+    cross = (
+        f"MHSA + MHCA, {context}" + (f" {overlap}" if overlap else "") + (f", every {every} groups" if every else "")
+    )
     return f"srformer {preset} ({'MHSA only' if context == 'none' else cross})"
 
 

@@ -45,8 +45,13 @@ def test_a_name_may_set_the_context_overlap_and_leaves_other_names_as_they_were(
     # Names used before keep their recorded architecture, so their saved runs resume instead of restarting.
     assert equal_budget.architecture("light:none") == PRESETS["light"] | {"context": "none"}
     assert equal_budget.architecture("light") == PRESETS["light"]
-    with pytest.raises(SystemExit):
-        equal_budget.architecture("light:overlap:two")
+    assert equal_budget.architecture("light:overlap:4:2") == PRESETS["light"] | {"cross_every": 2}
+    assert equal_budget.display_name("light:overlap:4:2") == "srformer light (MHSA + MHCA, overlap 4, every 2 groups)"
+    crosses = [g.cross is not None for g in equal_budget.build("light:overlap:4:4", 4).groups]
+    assert crosses == [False, False, False, True]
+    for bad in ("light:overlap:two", "light:overlap:4:0", "light:overlap:4:2:1"):
+        with pytest.raises(SystemExit):
+            equal_budget.architecture(bad)
     with pytest.raises(SystemExit, match="unknown model 'huge'"):
         equal_budget.build("huge", 4)
     with pytest.raises(SystemExit, match="unknown model 'tiny\\+skip'"):

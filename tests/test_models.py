@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from srformer import shipped
-from srformer.checkpoint import load_model, save_weights
+from srformer.checkpoint import load_model, preset_of, save_weights
 from srformer.models import PRESETS, SRFormer, build_model
 from srformer.models.attention import WindowSelfAttention, attention, attention_weights
 from srformer.models.blocks import CrossAttentionBlock, SelfAttentionBlock
@@ -93,8 +93,6 @@ def test_shipped_models_are_named_presets(name, tmp_path):
 
     from safetensors.torch import load_file
 
-    from srformer.checkpoint import preset_of
-
     path = shipped.model_path(name)
     info = json.loads(path.with_suffix(".json").read_text())
     preset = preset_of(info["arch"])
@@ -104,6 +102,27 @@ def test_shipped_models_are_named_presets(name, tmp_path):
     assert load_model(path).config == model.config
     alone = shutil.copy(path, tmp_path / path.name)
     assert load_model(alone).config == model.config
+
+
+def test_cross_every_places_the_cross_attention_blocks_counting_back_from_the_last_group(tmp_path):
+    def crosses(every: int) -> list[bool]:
+        return [g.cross is not None for g in SRFormer(dim=16, depths=[1, 1, 1, 1], cross_every=every).groups]
+
+    assert crosses(1) == [True] * 4
+    assert crosses(2) == [False, True, False, True]
+    assert crosses(3) == [True, False, False, True]
+    assert crosses(4) == [False, False, False, True]
+    for bad in (0, 5):
+        with pytest.raises(ValueError, match="cross_every"):
+            SRFormer(dim=16, depths=[1, 1, 1, 1], cross_every=bad)
+    model = SRFormer(scale=2, dim=16, depths=[1, 1], window_size=8, cross_every=2).eval()
+    loaded = load_model(save_weights(model, tmp_path / "m.safetensors")).eval()
+    assert [g.cross is not None for g in loaded.groups] == [False, True]
+    x = torch.rand(1, 3, 9, 11)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    # Files written before the setting existed have no "cross_every": every group keeps its block.
+    assert preset_of({k: v for k, v in build_model("light", 4).config.items() if k != "cross_every"}) == "light"
 
 
 def test_unknown_preset_and_scale_are_rejected():

@@ -69,6 +69,8 @@ class SRFormer(nn.Module):
         context: keys/values of each group's cross-attention block: ``"overlap"`` (enlarged window of the
             deep features), ``"shallow"`` (enlarged window of the stem features) or ``"none"``.
         context_overlap: pixels by which the context window extends the query window on each side.
+        cross_every: which groups close with a cross-attention block: every ``cross_every``-th, counted back
+            from the last group (1: all; 2: the 2nd and 4th of four; ``len(depths)``: the last only).
         stem_blocks: residual conv blocks after the first conv of the stem.
         upsampler: ``"pixelshuffle_direct"`` or ``"pixelshuffle"``, see :class:`PixelShuffleUpsampler`.
         upsampler_features: channels of the ``"pixelshuffle"`` upsampler.
@@ -87,6 +89,7 @@ class SRFormer(nn.Module):
         mlp_ratio: float = 2.0,
         context: ContextKind = "overlap",
         context_overlap: int = 4,
+        cross_every: int = 1,
         stem_blocks: int = 1,
         upsampler: UpsamplerKind = "pixelshuffle_direct",
         upsampler_features: int = 64,
@@ -98,6 +101,10 @@ class SRFormer(nn.Module):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")
         if context not in ("overlap", "shallow", "none"):
             raise ValueError(f"context must be 'overlap', 'shallow' or 'none', got {context!r}")
+        if not 1 <= cross_every <= max(len(depths), 1):
+            raise ValueError(
+                f"cross_every must be between 1 and the number of groups ({len(depths)}), got {cross_every}"
+            )
         self.config = {
             "scale": scale,
             "dim": dim,
@@ -107,6 +114,7 @@ class SRFormer(nn.Module):
             "mlp_ratio": mlp_ratio,
             "context": context,
             "context_overlap": context_overlap,
+            "cross_every": cross_every,
             "stem_blocks": stem_blocks,
             "upsampler": upsampler,
             "upsampler_features": upsampler_features,
@@ -122,8 +130,18 @@ class SRFormer(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, dim, 3, padding=1), *(ResBlock(dim) for _ in range(stem_blocks))
         )
+        last = len(depths) - 1
         self.groups = nn.ModuleList(
-            ResidualGroup(dim, depth, num_heads, self.geometry, mlp_ratio, context, context_overlap) for depth in depths
+            ResidualGroup(
+                dim,
+                depth,
+                num_heads,
+                self.geometry,
+                mlp_ratio,
+                context if (last - i) % cross_every == 0 else "none",
+                context_overlap,
+            )
+            for i, depth in enumerate(depths)
         )
         self.norm = nn.LayerNorm(dim)
         self.conv_after_body = nn.Conv2d(dim, dim, 3, padding=1)
