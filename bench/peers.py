@@ -6,7 +6,7 @@ Names (``--models`` of ``bench/equal_budget.py``, ``bench/equal_time.py``, ``ben
 * ``light:none`` : a preset with another cross-attention context (``none`` = MHSA only, ``overlap``,
   ``shallow``); ``light:overlap:2`` also sets the context window's overlap (pixels per side; the presets' 4),
   and ``light:overlap:4:2`` which groups have an MHCA block (every 2nd, counted back from the last:
-  ``SRFormer(cross_every=...)``; the presets' 1 = every group);
+  ``SRFormer(cross_every=...)``; 1 = every group, the presets' default but for ``light``'s 4);
 * ``swinir-light``, ``srformer-light``, ``hat-s`` : the peers' published light/small configurations from
   ``spandrel`` / ``spandrel-extra-arches`` (``bench/model_cost.py``'s ``peer_models``), randomly initialised;
 * ``swinir-light+skip`` (any peer + ``+skip``) : the peer wrapped in :class:`BicubicSkip`, the image residual
@@ -95,6 +95,8 @@ def architecture(name: str) -> dict:
         settings["context_overlap"] = int(overlap)
     if every:  # only when named: the architectures recorded by earlier runs stay as they were
         settings["cross_every"] = int(every)
+    if settings["context"] == "none":  # no MHCA block to place: the same network whatever the preset says
+        settings.pop("cross_every", None)
     return settings
 
 
@@ -119,9 +121,9 @@ def display_name(name: str) -> str:
         return PEER_NAMES[base].replace(" (paper)", "") + (" + bicubic skip" if skip else "")
     preset, context, overlap, every = _our_parts(name)
     context = context or PRESETS[preset]["context"]
-    cross = (
-        f"MHSA + MHCA, {context}" + (f" {overlap}" if overlap else "") + (f", every {every} groups" if every else "")
-    )
+    every = int(every or PRESETS[preset].get("cross_every", 1))
+    where = f", every {every} groups" if every > 1 else (", every group" if name.count(":") == 3 else "")
+    cross = f"MHSA + MHCA, {context}" + (f" {overlap}" if overlap else "") + where
     return f"srformer {preset} ({'MHSA only' if context == 'none' else cross})"
 
 

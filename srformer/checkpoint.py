@@ -108,9 +108,10 @@ def write_failure(path: Path, err: OSError) -> str:
 def preset_of(arch: dict[str, Any]) -> str | None:
     """Name of the preset ``arch`` was built from (ignoring the scale), or ``None`` for a custom one."""
     defaults = _constructor_defaults()
+    built = {**defaults, **arch}  # a key a file lacks is built with the constructor's default
     for name, preset in PRESETS.items():
         expected = {**defaults, **preset}
-        if all(_same(arch.get(key, value), value) for key, value in expected.items() if key != "scale"):
+        if all(_same(built.get(key), value) for key, value in expected.items() if key != "scale"):
             return name
     return None
 

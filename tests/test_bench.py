@@ -28,13 +28,9 @@ def test_preset_context_names_build_the_ablation_variants() -> None:
         model = equal_budget.build(f"tiny:{context}", 2)
         assert model.config["context"] == context and model.scale == 2
     assert equal_budget.display_name("light:none") == "srformer light (MHSA only)"
-    light_context = PRESETS["light"]["context"]
-    assert equal_budget.display_name("light") == (
-        "srformer light (MHSA only)" if light_context == "none" else f"srformer light (MHSA + MHCA, {light_context})"
-    )
     assert equal_budget.display_name("tiny") == "srformer tiny (MHSA + MHCA, overlap)"
     assert equal_budget.display_name("swinir-light+skip") == "SwinIR-light + bicubic skip"
-    assert equal_budget.display_name("light:overlap:2") == "srformer light (MHSA + MHCA, overlap 2)"
+    assert equal_budget.display_name("light:overlap:2") == "srformer light (MHSA + MHCA, overlap 2, every 4 groups)"
 
 
 def test_a_name_may_set_the_context_overlap_and_leaves_other_names_as_they_were() -> None:
@@ -43,12 +39,17 @@ def test_a_name_may_set_the_context_overlap_and_leaves_other_names_as_they_were(
         "context_overlap": 2,
     }
     # Names used before keep their recorded architecture, so their saved runs resume instead of restarting.
-    assert equal_budget.architecture("light:none") == PRESETS["light"] | {"context": "none"}
+    # Without MHCA blocks there is nothing to place: `light:none` is one network whatever `cross_every` says.
+    no_cross = {k: v for k, v in PRESETS["light"].items() if k != "cross_every"} | {"context": "none"}
+    assert equal_budget.architecture("light:none") == no_cross
     assert equal_budget.architecture("light") == PRESETS["light"]
     assert equal_budget.architecture("light:overlap:4:2") == PRESETS["light"] | {"cross_every": 2}
     assert equal_budget.display_name("light:overlap:4:2") == "srformer light (MHSA + MHCA, overlap 4, every 2 groups)"
-    crosses = [g.cross is not None for g in equal_budget.build("light:overlap:4:4", 4).groups]
-    assert crosses == [False, False, False, True]
+    assert equal_budget.display_name("light") == "srformer light (MHSA + MHCA, overlap, every 4 groups)"
+    assert equal_budget.display_name("light:overlap:4:1") == "srformer light (MHSA + MHCA, overlap 4, every group)"
+    assert equal_budget.architecture("light:overlap:4:4") == PRESETS["light"]
+    for name, crosses in (("light", [False, False, False, True]), ("light:overlap:4:1", [True] * 4)):
+        assert [g.cross is not None for g in equal_budget.build(name, 4).groups] == crosses
     for bad in ("light:overlap:two", "light:overlap:4:0", "light:overlap:4:2:1"):
         with pytest.raises(SystemExit):
             equal_budget.architecture(bad)

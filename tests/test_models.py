@@ -71,7 +71,10 @@ def test_every_preset_has_self_and_cross_attention_unless_asked_not_to(preset):
     model = build_model(preset, 4)
     self_attention, cross_attention = _attention_kinds(model)
     assert self_attention > 0 and cross_attention > 0
-    assert all(group.cross is not None for group in model.groups)
+    # An MHCA block closes the last group (the one feeding the upsampler), and every `cross_every`-th before it.
+    every = model.config["cross_every"]
+    last = len(model.groups) - 1
+    assert [g.cross is not None for g in model.groups] == [(last - i) % every == 0 for i in range(last + 1)]
     ablation = build_model(preset, 4, context="none")
     assert _attention_kinds(ablation) == (self_attention, 0)
     assert {k: v for k, v in ablation.config.items() if k != "context"} == {
@@ -121,8 +124,11 @@ def test_cross_every_places_the_cross_attention_blocks_counting_back_from_the_la
     x = torch.rand(1, 3, 9, 11)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
-    # Files written before the setting existed have no "cross_every": every group keeps its block.
-    assert preset_of({k: v for k, v in build_model("light", 4).config.items() if k != "cross_every"}) == "light"
+    # Files written before the setting existed have no "cross_every": every group keeps its block, so such
+    # a file is still `small`, and the earlier four-MHCA `light` layout is no preset any more.
+    assert preset_of({k: v for k, v in build_model("small", 4).config.items() if k != "cross_every"}) == "small"
+    assert preset_of({k: v for k, v in build_model("light", 4).config.items() if k != "cross_every"}) is None
+    assert preset_of(build_model("light", 4).config) == "light"
 
 
 def test_unknown_preset_and_scale_are_rejected():

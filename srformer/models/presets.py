@@ -1,8 +1,8 @@
 """Named model sizes, from a CPU-trainable ``tiny`` to a SwinIR/HAT-class ``base``.
 
-Every preset has windowed self-attention (MHSA) blocks and, closing each residual group, one windowed
-cross-attention (MHCA) block; ``context="none"`` (``build_model(..., context="none")``) drops the latter for
-ablations. Every shipped model's architecture is a preset, so ``build_model(name, scale)`` rebuilds it.
+Every preset has windowed self-attention (MHSA) blocks and windowed cross-attention (MHCA) blocks, an
+MHCA block closing a residual group (each group in ``tiny``, ``small`` and ``base``; the last one in ``light``);
+``context="none"`` (``build_model(..., context="none")``) drops them for ablations. Every shipped model's architecture is a preset, so ``build_model(name, scale)`` rebuilds it.
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "stem_blocks": 1,
         "upsampler": "pixelshuffle_direct",
     },
-    # ~0.83M parameters: the class of SwinIR-light (0.93M) and SRFormer-light (0.87M) at several times their
-    # CPU throughput (docs/BENCHMARKS.md, "Model cost"). Four groups of three self-attention blocks and one
-    # cross-attention block at C = 64: chosen among 0.7-0.9M layouts at 2.5x SwinIR-light or more as the one
-    # with the most attention blocks; two heads of 32 channels ran faster than four of 16 at equal FLOPs.
+    # ~0.73M parameters: the class of SwinIR-light (0.93M) and SRFormer-light (0.87M) at twice their CPU
+    # throughput or more (docs/BENCHMARKS.md, "Model cost"). Four groups of three self-attention blocks at
+    # C = 64, the last group closed by one cross-attention block: at equal CPU time (docs/BENCHMARKS.md,
+    # "Equal CPU time") an MHCA block in every group (0.83M) cost 45% more per training step than none and
+    # trailed it by 0.1-0.3 dB, one block cost 11% and kept level. Two heads of 32 channels ran faster
+    # than four of 16 at equal FLOPs.
     "light": {
         "dim": 64,
         "depths": [3, 3, 3, 3],
@@ -54,6 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "context_overlap": 4,
         "stem_blocks": 1,
         "upsampler": "pixelshuffle_direct",
+        "cross_every": 4,
     },
     # ~11M parameters: the class of SwinIR (11.8M) and HAT-S (9.6M).
     "base": {
