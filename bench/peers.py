@@ -119,10 +119,10 @@ def display_name(name: str) -> str:
     base, skip = split(name)
     if base in PEER_NAMES:
         return PEER_NAMES[base].replace(" (paper)", "") + (" + bicubic skip" if skip else "")
-    preset, context, overlap, every = _our_parts(name)
+    preset, context, overlap, named_every = _our_parts(name)
     context = context or PRESETS[preset]["context"]
-    every = int(every or PRESETS[preset].get("cross_every", 1))
-    where = f", every {every} groups" if every > 1 else (", every group" if name.count(":") == 3 else "")
+    every = int(named_every or PRESETS[preset].get("cross_every", 1))
+    where = f", every {every} groups" if every > 1 else (", every group" if named_every else "")
     cross = f"MHSA + MHCA, {context}" + (f" {overlap}" if overlap else "") + where
     return f"srformer {preset} ({'MHSA only' if context == 'none' else cross})"
 

@@ -1,8 +1,9 @@
 """Named model sizes, from a CPU-trainable ``tiny`` to a SwinIR/HAT-class ``base``.
 
-Every preset has windowed self-attention (MHSA) blocks and windowed cross-attention (MHCA) blocks, an
-MHCA block closing a residual group (each group in ``tiny``, ``small`` and ``base``; the last one in ``light``);
-``context="none"`` (``build_model(..., context="none")``) drops them for ablations. Every shipped model's architecture is a preset, so ``build_model(name, scale)`` rebuilds it.
+Every preset has windowed self-attention (MHSA) blocks and windowed cross-attention (MHCA) blocks, an MHCA
+block closing a residual group (each group in ``tiny``, ``small`` and ``base``; the last one in ``light``);
+``context="none"`` (``build_model(..., context="none")``) drops them for ablations. Every shipped model's
+architecture is a preset, so ``build_model(name, scale)`` rebuilds it.
 """
 
 from __future__ import annotations
