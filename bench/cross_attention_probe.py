@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from srformer.checkpoint import load_model
 from srformer.data.cache import ImageCache, default_cache_dir
-from srformer.evaluate import evaluate_folder, model_upscaler
+from srformer.evaluation import evaluate_folder
+from srformer.handle import model_upscaler
 
 
 class NoAttention(nn.Module):

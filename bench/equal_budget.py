@@ -47,7 +47,7 @@ from report import write_section  # noqa: E402
 from srformer.data import SRDataModule  # noqa: E402
 from srformer.data.cache import ImageCache, default_cache_dir  # noqa: E402
 from srformer.data.datasets import PatchDataset  # noqa: E402
-from srformer.evaluate import evaluate_folder  # noqa: E402
+from srformer.evaluation import evaluate_folder  # noqa: E402
 from srformer.profiling import count_flops, count_parameters  # noqa: E402
 from srformer.training.schedules import build_scheduler  # noqa: E402
 

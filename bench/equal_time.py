@@ -67,6 +67,7 @@ from srformer.training.ema import make_ema_copy, update_ema  # noqa: E402
 MODELS = ["light", "light:none", "tiny", "swinir-light", "swinir-light+skip", "srformer-light"]
 PEERS_FOR_MARGINS = ["swinir-light", "swinir-light+skip"]
 Clock = Callable[[], float]
+REWARM_SECONDS = 120.0  # after a warm restart the learning rate ramps up again over 2 CPU minutes
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,11 @@ class Recipe:
     min_lr_ratio: float = 0.0
     ema_half_life: float = 120.0
     seed: int = 0
+    # Added after the first comparisons; at their defaults they stay out of key() and identity(), so the folders
+    # and checkpoints of earlier runs keep their names.
+    amp: str = "fp32"  # "bf16": the forward pass under autocast to bfloat16 (the loss and optimizer in fp32)
+    init: str = ""  # a weights file the model starts from (matching tensors; "" = the seeded random init)
+    init_minutes: float = 0.0  # CPU minutes spent making ``init``: plotted and reported as part of the budget
 
     def lr_factor(self, spent: float) -> float:
         """Learning rate / ``lr`` after ``spent`` seconds of training: warmup, then cosine to the horizon."""
@@ -96,30 +102,59 @@ class Recipe:
 
     def key(self) -> str:
         """The results folder's name: runs of different recipes never mix."""
-        return (
+        key = (
             f"x{self.scale}_b{self.batch}_p{self.patch}_lr{self.lr:g}_h{self.horizon / 60:g}m_w{self.warmup / 60:g}m"
             f"_min{self.min_lr_ratio:g}_ema{self.ema_half_life / 60:g}m_seed{self.seed}"
         )
+        if self.amp != "fp32":
+            key += f"_{self.amp}"
+        if self.init:
+            key += f"_init-{Path(self.init).stem}"
+        return key
+
+    def as_record(self) -> dict:
+        """The recipe's fields, without the later ones at their defaults (see the class body)."""
+        record = dataclasses.asdict(self)
+        for name in ("amp", "init", "init_minutes"):
+            if record[name] == Recipe.__dataclass_fields__[name].default:
+                del record[name]
+        return record
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return {"fp32": None, "bf16": torch.bfloat16}[self.amp]
 
 
 class TimedRun:
     """One model's training by the clock: the state that a checkpoint holds, and the training loop."""
 
-    def __init__(
-        self, name: str, recipe: Recipe, device: torch.device | None = None, amp_dtype: torch.dtype | None = None
-    ) -> None:
+    def __init__(self, name: str, recipe: Recipe, device: torch.device | None = None) -> None:
         self.name = name
         self.recipe = recipe
         self.device = device or torch.device("cpu")
-        self.amp_dtype = amp_dtype
+        self.amp_dtype = recipe.amp_dtype
         torch.manual_seed(recipe.seed)  # the same initial weights for a model in every run
-        self.model = build(name, recipe.scale).to(self.device).train()
+        self.model = build(name, recipe.scale)
+        if recipe.init:
+            from srformer.training.run import load_matching_weights
+
+            load_matching_weights(self.model, str(REPO / recipe.init))
+        self.model = self.model.to(self.device).train()
         self.ema = make_ema_copy(self.model) if recipe.ema_half_life > 0 else None
         self.optimizer = make_optimizer(self.model, recipe.lr)
         self.spent = 0.0  # seconds of the clock spent training
         self.step = 0  # optimizer steps taken = index of the next batch of the stream
         self.losses: list[float] = []  # since the last score point
         self.pending: float | None = None  # the mark being scored when the checkpoint was written
+        self.restarts: list[float] = []  # clock seconds at each warm restart (optimizer state lost)
+
+    def learning_rate(self) -> float:
+        """The recipe's rate at the time spent, ramped up again after a warm restart: Adam's moments start
+        from zero there, and a full rate on fresh moments would jolt weights trained for hours."""
+        lr = self.recipe.lr * self.recipe.lr_factor(self.spent)
+        if self.restarts:
+            lr *= min(1.0, max(self.spent - self.restarts[-1], 0.0) / REWARM_SECONDS + 0.01)
+        return lr
 
     @property
     def scored_model(self) -> nn.Module:
@@ -127,7 +162,7 @@ class TimedRun:
         return self.ema if self.ema is not None else self.model
 
     def identity(self) -> str:
-        return json.dumps({"architecture": architecture(self.name), "recipe": dataclasses.asdict(self.recipe)})
+        return json.dumps({"architecture": architecture(self.name), "recipe": self.recipe.as_record()})
 
     def state_dict(self) -> dict:
         return {
@@ -140,6 +175,7 @@ class TimedRun:
             "losses": list(self.losses),
             "pending": -1.0 if self.pending is None else self.pending,
             "rng": torch.get_rng_state(),
+            "restarts": list(self.restarts),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -154,17 +190,78 @@ class TimedRun:
         self.optimizer.load_state_dict(state["optimizer"])
         self.spent, self.step, self.losses = float(state["spent"]), int(state["step"]), list(state["losses"])
         self.pending = None if state["pending"] < 0 else float(state["pending"])
+        self.restarts = [float(t) for t in state.get("restarts", [])]
         torch.set_rng_state(state["rng"])
 
     def save(self, path: Path) -> None:
-        """Atomically (temporary file, then rename): a kill never leaves a broken checkpoint."""
+        """The full state (``.pt``) and the slim one (``.resume.safetensors``, see :meth:`save_slim`), each
+        atomically (temporary file, then rename): a kill never leaves a broken checkpoint."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         torch.save(self.state_dict(), tmp)
         os.replace(tmp, path)
+        self.save_slim(slim_path(path))
 
     def load(self, path: Path) -> None:
         self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+    def save_slim(self, path: Path) -> None:
+        """What a new machine needs to go on, small enough to commit: the weights, their EMA, the clock, the
+        step (= data position), the random state and the score point in progress; not the optimizer's
+        moments (twice the weights again). :meth:`load_slim` restarts from it warm."""
+        from safetensors.torch import save_file
+
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        if self.ema is not None:
+            tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.state_dict().items()}
+        tensors["rng"] = torch.get_rng_state()
+        meta = {
+            "identity": self.identity(),
+            "progress": json.dumps(
+                {"spent": self.spent, "step": self.step, "pending": self.pending, "restarts": self.restarts}
+            ),
+            "losses": json.dumps(self.losses),
+        }
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+
+    def load_slim(self, path: Path) -> None:
+        """A warm restart from :meth:`save_slim`'s file: weights, EMA, clock, step and random state as they were;
+        the optimizer starts fresh and the learning rate ramps up over ``REWARM_SECONDS`` (counted in
+        ``restarts``). Not bit-exact (the full ``.pt`` is), but the same data order and schedule."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as file:
+            meta = file.metadata()
+            if meta.get("identity") != self.identity():
+                raise SystemExit(
+                    f"error: {path} was made with another architecture or recipe; pass --restart to train it again"
+                )
+            tensors = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118 (safe_open has no iterator)
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if self.ema is not None:
+            self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        progress = json.loads(meta["progress"])
+        self.spent, self.step = float(progress["spent"]), int(progress["step"])
+        self.pending = progress["pending"]
+        self.losses = json.loads(meta["losses"])
+        self.restarts = [*progress["restarts"], self.spent]
+        torch.set_rng_state(tensors["rng"])
+
+    def resume(self, checkpoint: Path) -> str | None:
+        """Continue from ``checkpoint`` (exact) or, when it is missing or behind, its slim state (warm).
+        Returns how it resumed ("exact", "warm") or None when there is nothing to resume from."""
+        slim = slim_path(checkpoint)
+        slim_spent = _slim_spent(slim) if slim.is_file() else None
+        if checkpoint.is_file():
+            self.load(checkpoint)
+            if slim_spent is None or slim_spent <= self.spent + 1e-6:
+                return "exact"
+        if slim_spent is not None:
+            self.load_slim(slim)
+            return "warm"
+        return None
 
     def train_until(
         self,
@@ -176,12 +273,14 @@ class TimedRun:
         save_every: float = math.inf,
         on_save: Callable[[], None] | None = None,
         log_every: float = math.inf,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         """Train until ``stop`` seconds of ``clock`` are spent; ``batches`` must start at batch ``self.step``.
 
         ``on_mark(mark)`` is called once for every mark (seconds) as soon as the time spent reaches it,
         including marks already passed (a run resumed from a checkpoint written just before scoring);
-        ``on_save()`` every ``save_every`` seconds. Both are off the clock.
+        ``on_save()`` every ``save_every`` seconds. Both are off the clock. When ``should_stop()`` turns true
+        (a signal), ``on_save()`` is called and the loop returns early.
         """
         marks = sorted(marks)
         last_save = last_log = self.spent
@@ -195,8 +294,12 @@ class TimedRun:
                 start = clock()
             if self.spent >= stop:
                 return
+            if should_stop():
+                if on_save is not None:
+                    on_save()
+                return
             for group in self.optimizer.param_groups:
-                group["lr"] = self.recipe.lr * self.recipe.lr_factor(self.spent)
+                group["lr"] = self.learning_rate()
             self.losses.append(train_step(self.model, next(batches), self.optimizer, self.device, self.amp_dtype))
             now = clock()
             seconds, start = now - start, now
@@ -227,7 +330,7 @@ def point_record(run: TimedRun, scores: dict) -> dict:
         "seconds": run.spent,
         "steps": run.step,
         "loss": loss,
-        "lr": run.recipe.lr * run.recipe.lr_factor(run.spent),
+        "lr": run.learning_rate(),
         "scores": scores,
     }
 
@@ -243,7 +346,7 @@ def train_model(name: str, recipe: Recipe, args: argparse.Namespace, folder: Pat
     results = {
         "model": name,
         "architecture": architecture(name),
-        "recipe": dataclasses.asdict(recipe),
+        "recipe": recipe.as_record(),
         "params": count_parameters(run.model),
         "clock": f"process CPU time, {args.threads} torch thread(s)",
         "machine": platform.processor() or platform.machine(),
@@ -251,13 +354,14 @@ def train_model(name: str, recipe: Recipe, args: argparse.Namespace, folder: Pat
         "points": [],
     }
     if args.restart:
-        checkpoint.unlink(missing_ok=True)
-        results_path.unlink(missing_ok=True)
-    if checkpoint.is_file():
-        run.load(checkpoint)
+        for path in (checkpoint, slim_path(checkpoint), results_path):
+            path.unlink(missing_ok=True)
+    how = run.resume(checkpoint)
+    if how is not None:
         saved = json.loads(results_path.read_text()) if results_path.is_file() else results
         results["points"] = [p for p in saved["points"] if p["seconds"] <= run.spent + 1e-6]
-        print(f"{name}: resuming at {run.spent / 60:.1f} CPU min, step {run.step}", flush=True)
+        results["restarts"] = len(run.restarts)
+        print(f"{name}: resuming ({how}) at {run.spent / 60:.1f} CPU min, step {run.step}", flush=True)
     else:
         print(f"{name}: training from scratch ({results['params'] / 1e6:.3f}M parameters)", flush=True)
     stop = args.minutes * 60
@@ -274,6 +378,14 @@ def train_model(name: str, recipe: Recipe, args: argparse.Namespace, folder: Pat
         point = point_record(run, scores) | {"mark_minutes": mark / 60}
         results["points"].append(point)
         results["s_per_step"] = run.spent / max(run.step, 1)
+        if is_ours(name):  # the weights behind every reported number, re-scorable with srformer.evaluate
+            from srformer.checkpoint import save_weights
+
+            meta = {"data": "bsd400", "ema": run.ema is not None, "steps": run.step, "cpu_minutes": mark / 60}
+            weights = folder / f"{file_stem(name)}_{mark / 60:g}m.safetensors"
+            point["weights"] = str(
+                save_weights(run.scored_model, weights, meta | {"source": "bench/equal_time.py"}).name
+            )
         _write_json(results_path, results)
         run.pending = None
         run.save(checkpoint)
@@ -285,30 +397,64 @@ def train_model(name: str, recipe: Recipe, args: argparse.Namespace, folder: Pat
         )
 
     stream = patch_stream(args.data, recipe.scale, recipe.patch, recipe.batch, recipe.seed, args.cache_dir)
-    run.train_until(
-        stop,
-        stream.batches(run.step),
-        time.process_time,
-        marks,
-        on_mark,
-        save_every=args.save_every * 60,
-        on_save=lambda: run.save(checkpoint),
-        log_every=args.log_every * 60,
-    )
+    with stop_on_signals() as stopped:
+        run.train_until(
+            stop,
+            stream.batches(run.step),
+            time.process_time,
+            marks,
+            on_mark,
+            save_every=args.save_every * 60,
+            on_save=lambda: run.save(checkpoint),
+            log_every=args.log_every * 60,
+            should_stop=stopped,
+        )
+    if run.spent < stop:
+        raise SystemExit(
+            f"{name}: stopped at {run.spent / 60:.1f} CPU min, step {run.step}; saved, resume with the same command"
+        )
     return results
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """SIGTERM / SIGINT ask the training loop to save and stop after the current step (a kill -9 still
+    loses at most ``--save-every`` minutes)."""
+    import signal
+
+    received: list[int] = []
+    handler = lambda signum, frame: received.append(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield lambda: bool(received)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def slim_path(checkpoint: Path) -> Path:
+    """``<model>.pt`` -> ``<model>.resume.safetensors`` (the slim state, committed)."""
+    return checkpoint.with_name(checkpoint.stem + ".resume.safetensors")
+
+
+def _slim_spent(path: Path) -> float:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as file:
+        return float(json.loads(file.metadata()["progress"])["spent"])
 
 
 def export_weights(name: str, recipe: Recipe, folder: Path, out: Path) -> Path | None:
     """Write the scored (EMA) weights of one of our models' saved run as ``out/<model>.safetensors`` (+ .json),
     for ``train.py init_weights=...`` to continue; peers and models without a checkpoint are skipped."""
     checkpoint = folder / f"{file_stem(name)}.pt"
-    if not is_ours(name) or not checkpoint.is_file():
+    if not is_ours(name) or not (checkpoint.is_file() or slim_path(checkpoint).is_file()):
         print(f"{name}: nothing to export ({'no checkpoint' if is_ours(name) else 'not an srformer model'})")
         return None
     from srformer.checkpoint import save_weights
 
     run = TimedRun(name, recipe)
-    run.load(checkpoint)
+    run.resume(checkpoint)
     meta = {"data": "bsd400", "ema": run.ema is not None, "steps": run.step, "cpu_minutes": round(run.spent / 60, 2)}
     path = save_weights(
         run.scored_model, out / f"{file_stem(name)}.safetensors", meta | {"source": "bench/equal_time.py"}
@@ -401,8 +547,9 @@ def plot(results: dict[str, dict], sets: list[str], path: Path, title: str) -> N
             points = [p for p in result["points"] if set_name in p["scores"]]
             if not points:
                 continue
+            offset = result["recipe"].get("init_minutes", 0.0) * 60  # the CPU time that made its start
             axis.plot(
-                [p["seconds"] / 3600 for p in points],
+                [(offset + p["seconds"]) / 3600 for p in points],
                 [p["scores"][set_name]["psnr"] for p in points],
                 marker="o" if is_ours(name) else "s",
                 linestyle="-" if is_ours(name) else "--",
@@ -430,6 +577,9 @@ def recipe_from(args: argparse.Namespace) -> Recipe:
         min_lr_ratio=args.min_lr_ratio,
         ema_half_life=args.ema_half_life * 60,
         seed=args.seed,
+        amp=args.amp,
+        init=args.init,
+        init_minutes=args.init_minutes,
     )
 
 
@@ -449,6 +599,10 @@ def main() -> None:
     parser.add_argument("--patch", type=int, default=32, help="LR patch side")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--amp", choices=["fp32", "bf16"], default="fp32", help="bf16: forward under autocast")
+    parser.add_argument("--init", default="", help="start from this weights file (path relative to the repository)")
+    parser.add_argument("--init-minutes", type=float, default=0.0, help="CPU minutes spent making --init")
+    parser.add_argument("--folder", type=Path, default=None, help="results folder as is (default: --results/<recipe>)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the comparison is for 1)")
     parser.add_argument("--save-every", type=float, default=5, help="CPU minutes between checkpoints")
     parser.add_argument("--log-every", type=float, default=5, help="CPU minutes between loss lines")
@@ -468,7 +622,7 @@ def main() -> None:
     with contextlib.suppress(RuntimeError):  # already set in this process
         torch.set_num_interop_threads(args.threads)
     recipe = recipe_from(args)
-    folder = args.results / recipe.key()
+    folder = args.folder or args.results / recipe.key()
     for name in args.models:
         architecture(name)  # unknown names fail before any training
     if args.export:

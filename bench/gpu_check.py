@@ -212,16 +212,16 @@ def part_equal_time(args: argparse.Namespace, device: torch.device, sets: list[s
         warmup=0.025 * args.seconds,
         ema_half_life=args.seconds / 60,
         seed=0,
+        amp="bf16" if device.type == "cuda" else "fp32",
     )
     stream = patch_stream(args.data, 4, args.patch, args.batch, 0, args.cache_dir)
-    amp = torch.bfloat16 if device.type == "cuda" else None
     rows, peers, files = [], {}, set()
     for name in args.models:
         left = args.deadline - report.elapsed() - args.reserve_part3
         if left < args.seconds + 10:
             rows.append(f"| {name} | skipped: {left:.0f} s left before the deadline | | | " + "| " * len(sets))
             continue
-        run = TimedRun(name, recipe, device, amp)
+        run = TimedRun(name, recipe, device)
         batches = stream.batches(0, workers=args.workers, pin_memory=device.type == "cuda")
         batches = itertools.chain([next(batches)], batches)  # loader start-up off the clock
         scores: dict = {}
@@ -247,7 +247,7 @@ def part_equal_time(args: argparse.Namespace, device: torch.device, sets: list[s
     lines = [
         f"### 2. Equal time on the {device.type}: {args.seconds:g} s of training each",
         "",
-        f"{'bf16 autocast' if amp else 'fp32'}, batch {recipe.batch}, LR patch {recipe.patch}, x4, L1, Adam lr "
+        f"{'bf16 autocast' if recipe.amp == 'bf16' else 'fp32'}, batch {recipe.batch}, LR patch {recipe.patch}, x4, L1, Adam lr "
         f"{recipe.lr:g}: warmup {recipe.warmup:.1f} s then cosine to 0 at {recipe.horizon:g} s (wall clock, "
         f"every step synchronised), the same BSD400 patches in the same order (seed 0, {args.workers} loader "
         f"workers); scored fp32 with an EMA of {recipe.ema_half_life:.2f} s half-life. Y-PSNR / SSIM.",

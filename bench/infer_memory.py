@@ -35,9 +35,12 @@ sys.path.insert(0, str(BENCH_DIR))
 from report import write_section  # noqa: E402
 
 from srformer.checkpoint import load_model, save_weights  # noqa: E402
-from srformer.infer_cli import DEFAULT_MODEL  # noqa: E402
+from srformer.handle import ModelHandle  # noqa: E402
 from srformer.inference import auto_tile_size, upscale_tensor  # noqa: E402
 from srformer.models import build_model  # noqa: E402
+from srformer.shipped import weights_file  # noqa: E402
+
+DEFAULT_MODEL = weights_file("x4")
 
 GNU_TIME = Path("/usr/bin/time")
 
@@ -121,7 +124,7 @@ def main() -> None:
             rows.append((label, peak_mib, seconds, result.size))
             print(f"{label}: peak RSS {peak_mib:.0f} MiB, wall {seconds:.1f} s, output {result.size}", flush=True)
 
-        tile = auto_tile_size(model, torch.device("cpu"))
+        tile = auto_tile_size(ModelHandle.wrap(model), torch.device("cpu"))
         lr = torch.from_numpy(np.asarray(Image.open(image), dtype=np.float32) / 255).permute(2, 0, 1)[None]
         speeds = [(f"srformer ({model_name})", throughput(model, lr, tile))]
         speeds.append(("SwinIR-light (spandrel, random weights)", throughput(swinir_light(4), lr, tile)))

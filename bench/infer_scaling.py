@@ -13,8 +13,8 @@ averaged), on the same number of threads
 and with the same allocator setting as ``infer.py`` (glibc keeps freed memory for reuse: without it the model
 alone page-faults and runs slower than the whole pipeline), so that the ratio is taken under the same load. SwinIR-light (spandrel, random weights:
 speed does not depend on them; built by ``bench/model_cost.py``'s ``peer_models``) goes through the very
-same command-line pipeline (tiling, streaming, PNG writing) in a child process that hands it to
-``srformer.infer_cli.main`` in place of the checkpoint.
+same pipeline (tiling, streaming, PNG writing: :func:`srformer.upscaling.upscale_file`, with the options
+``infer.py`` parses) in a child process, as a :class:`srformer.handle.ModelHandle` of the module.
 
 Targets (issue 16): peak RSS <= 1.3 GB + 3 bytes per output pixel; end-to-end output Mpx/s >= 85% of the
 model's own on the 2000x1500 -> x4 job.
@@ -45,9 +45,13 @@ from infer_memory import run_measured  # noqa: E402
 from model_cost import peer_models  # noqa: E402
 from report import write_section  # noqa: E402
 
+from srformer.allocator import reuse_freed_memory  # noqa: E402
 from srformer.checkpoint import load_model  # noqa: E402
+from srformer.commands.options import tile_of  # noqa: E402
 from srformer.imageio import peek_size  # noqa: E402
-from srformer.infer_cli import DEFAULT_MODEL, reuse_freed_memory  # noqa: E402
+from srformer.shipped import weights_file  # noqa: E402
+
+DEFAULT_MODEL = weights_file("x4")
 
 #: Output megapixels -> input size (width, height) at x4.
 INPUT_SIZES = {3: (500, 375), 12: (1000, 750), 48: (2000, 1500), 192: (4000, 3000)}
@@ -96,17 +100,19 @@ def model_speed(model: torch.nn.Module, side: int = 256, repeats: int = 3) -> fl
 
 
 def run_peer_child(infer_args: list[str]) -> int:
-    """In a fresh process: ``infer.py`` with SwinIR-light in place of the checkpoint."""
-    from srformer import infer_cli
-    from srformer.checkpoint import LoadedModel, ModelDescriptor
+    """In a fresh process: ``infer.py``'s pipeline and options with SwinIR-light as the model."""
+    from srformer.commands.upscale import build_parser
+    from srformer.handle import ModelHandle
+    from srformer.upscaling import UpscaleOptions, upscale_file
 
-    model = swinir_light()
-    descriptor = ModelDescriptor(
-        architecture="SwinIR", scale=SCALE, in_channels=3, out_channels=3, size_multiple=8, min_size=1,
-        supports_fp16=False, supports_bf16=True, tiling="discouraged", tile_hint=None, source="zoo", path=Path(PEER),
-    )  # fmt: skip
-    infer_cli.load_cli_model = lambda *args, **kwargs: LoadedModel(model, descriptor)
-    return infer_cli.main(infer_args)
+    reuse_freed_memory()
+    args = build_parser().parse_args(infer_args)
+    handle = ModelHandle.wrap(swinir_light(), name=f"{PEER} x{SCALE}", architecture="SwinIR")
+    tile = handle.tile_for(tile_of(args.tile))  # once, as infer.py sizes it
+    options = UpscaleOptions(tile=tile, tile_overlap=args.tile_overlap, overwrite=args.overwrite)
+    for source in map(Path, args.inputs):
+        upscale_file(handle, source, args.output / f"{source.stem}_x{SCALE}.png", options)
+    return 0
 
 
 def measure_run(

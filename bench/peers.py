@@ -25,7 +25,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model_cost import peer_models  # noqa: E402
 
-from srformer.evaluate import model_upscaler  # noqa: E402
+from srformer.handle import model_upscaler  # noqa: E402
 from srformer.models import PRESETS, SRFormer, preset_settings  # noqa: E402
 from srformer.scoring import Upscaler  # noqa: E402
 

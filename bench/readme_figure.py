@@ -29,10 +29,10 @@ from PIL import Image
 
 from srformer import shipped
 from srformer.checkpoint import load_model
-from srformer.compare import BICUBIC, Method, captioned_row, crop_uint8, grid_image, score_methods, texture_crop_box
+from srformer.comparison import BICUBIC, Method, captioned_row, crop_uint8, grid_image, score_methods, texture_crop_box
 from srformer.data.cache import ImageCache
 from srformer.data.photos import _photo, write_skimage_photos
-from srformer.evaluate import matlab_bicubic_upscaler
+from srformer.handle import matlab_bicubic_upscaler
 from srformer.inference import upscale_tensor
 
 

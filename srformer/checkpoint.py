@@ -42,6 +42,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from srformer.atomic import atomic_file, atomic_path
 from srformer.errors import CheckpointError
 from srformer.models.network import SRFormer
 from srformer.models.presets import PRESETS
@@ -60,7 +61,7 @@ _RUN_FOLDER_PATTERNS = ("best.safetensors", "*.safetensors", "last.ckpt", "*.ckp
 
 
 def save_weights(model: SRFormer, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``path`` (.safetensors) and its sibling ``.json``; both atomically (temp file, then rename).
+    """Write ``path`` (.safetensors) and its sibling ``.json``; both atomically (:mod:`srformer.atomic`).
 
     The JSON holds ``format``, ``format_version``, ``scale``, ``arch`` (``model.config``), ``preset`` (the
     matching preset name, or ``None`` for a custom architecture) and ``meta`` (which may override ``preset``).
@@ -71,7 +72,6 @@ def save_weights(model: SRFormer, path: str | os.PathLike, meta: dict[str, Any] 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"weights path must end in .safetensors, got {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     info = {
         "format": FORMAT,
@@ -82,19 +82,12 @@ def save_weights(model: SRFormer, path: str | os.PathLike, meta: dict[str, Any] 
         **(meta or {}),
     }
     text = json.dumps(info, indent=2, sort_keys=True) + "\n"
-    tmp_weights = path.with_name(path.name + ".tmp")
-    tmp_json = path.with_suffix(".json.tmp")
-    try:
-        save_file(state, str(tmp_weights), metadata={"format": FORMAT, METADATA_KEY: text})
-        tmp_json.write_text(text)
-        os.replace(tmp_weights, path)
-        os.replace(tmp_json, path.with_suffix(".json"))
-    except BaseException as err:
-        tmp_weights.unlink(missing_ok=True)
-        tmp_json.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise CheckpointError(write_failure(path, err)) from None
-        raise
+    try:  # both complete before either is published, the weights (the inner block) first
+        with atomic_file(path.with_suffix(".json"), "w") as sidecar, atomic_path(path) as weights:
+            save_file(state, str(weights), metadata={"format": FORMAT, METADATA_KEY: text})
+            sidecar.write(text)
+    except OSError as err:
+        raise CheckpointError(write_failure(path, err)) from None
     return path
 
 

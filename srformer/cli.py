@@ -1,10 +1,10 @@
-"""The ``srformer`` command: ``srformer upscale|evaluate|compare|export|explain ...``.
+"""The ``srformer`` command: ``srformer upscale|evaluate|compare|export|explain|serve|upscale-dataset ...``.
 
-Each subcommand hands the rest of the command line to its module's ``main(argv)``, so ``srformer upscale``
-is ``python infer.py``, ``srformer evaluate`` is ``python -m srformer.evaluate`` and so on; options and help
-are the module's own. Modules are imported only for the subcommand that runs, so ``srformer --help`` and
-``srformer --version`` answer without loading PyTorch. Installed as a console script (``[project.scripts]``)
-and as ``python -m srformer``.
+Each subcommand hands the rest of the command line to the ``main(argv)`` of its module in
+:mod:`srformer.commands`, so ``srformer upscale`` is ``python infer.py``, ``srformer evaluate`` is ``python -m
+srformer.commands.evaluate`` and so on; options and help are the module's own. Modules are imported only for
+the subcommand that runs, so ``srformer --help`` and ``srformer --version`` answer without loading PyTorch.
+Installed as a console script (``[project.scripts]``) and as ``python -m srformer``.
 """
 
 from __future__ import annotations
@@ -22,11 +22,16 @@ from srformer import __version__
 
 #: Subcommand -> (module with ``main(argv)``, one-line description).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "upscale": ("srformer.infer_cli", "upscale image files, folders and globs (default: the shipped x4 model)"),
-    "evaluate": ("srformer.evaluate", "score a model or bicubic on benchmark folders (Y-PSNR / SSIM)"),
-    "compare": ("srformer.compare", "compare checkpoints side by side: metrics, cost and crops"),
-    "export": ("srformer.export", "export a model to ONNX (and TorchScript), checked against PyTorch"),
-    "explain": ("srformer.explain", "attention maps and Local Attribution Maps of a model"),
+    "upscale": ("srformer.commands.upscale", "upscale image files, folders and globs (--model auto by default)"),
+    "evaluate": ("srformer.commands.evaluate", "score a model or bicubic on benchmark folders (Y-PSNR / SSIM)"),
+    "compare": ("srformer.commands.compare", "compare checkpoints side by side: metrics, cost and crops"),
+    "export": ("srformer.commands.export", "export a model to ONNX (and TorchScript), checked against PyTorch"),
+    "explain": ("srformer.commands.explain", "attention maps and Local Attribution Maps of a model"),
+    "serve": ("srformer.commands.serve", "a local web page to upscale an image and compare models"),
+    "upscale-dataset": (
+        "srformer.commands.upscale_dataset",
+        "upscale a folder, glob or manifest of any size, resumable, locally or on Ray Data",
+    ),
 }
 
 EXIT_USAGE = 2

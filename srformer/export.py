@@ -1,6 +1,6 @@
 """Export a model to ONNX (dynamic batch, height and width) and optionally TorchScript, verified against PyTorch.
 
-    python -m srformer.export --model weights.safetensors -o model.onnx [--torchscript model.pt]
+    srformer export --model weights.safetensors -o model.onnx [--torchscript model.pt]
 
 The network's size-dependent parts (padding to a window multiple, shifted and enlarged windows, the shift
 mask) are written once, in :class:`srformer.models.geometry.WindowGeometry`, with tensor operations on the
@@ -14,18 +14,16 @@ difference exceeds the tolerance (1e-4).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from srformer.checkpoint import load_any
-from srformer.errors import SRFormerError, exit_on_user_error
+from srformer.atomic import atomic_path
+from srformer.errors import SRFormerError
 from srformer.models.network import SRFormer
 
 #: Sizes (height, width) the exported graph is checked on: odd, non-square, not window multiples, one below a window.
@@ -43,26 +41,24 @@ def export_onnx(model: SRFormer, path: str | os.PathLike, opset: int = 18) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.float().eval().cpu()
     example = torch.rand(1, model.config["in_channels"], 2 * model.window_size + 3, 2 * model.window_size + 5)
-    tmp = path.with_name(path.name + ".tmp")
     with torch.no_grad(), _quiet_tracer():
         try:
-            torch.onnx.export(
-                model,
-                (example,),
-                str(tmp),
-                input_names=["lr"],
-                output_names=["sr"],
-                dynamic_axes={
-                    "lr": {0: "batch", 2: "height", 3: "width"},
-                    "sr": {0: "batch", 2: "out_height", 3: "out_width"},
-                },
-                opset_version=opset,
-                dynamo=False,
-            )
+            with atomic_path(path) as tmp:
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    str(tmp),
+                    input_names=["lr"],
+                    output_names=["sr"],
+                    dynamic_axes={
+                        "lr": {0: "batch", 2: "height", 3: "width"},
+                        "sr": {0: "batch", 2: "out_height", 3: "out_width"},
+                    },
+                    opset_version=opset,
+                    dynamo=False,
+                )
         except Exception as err:
-            tmp.unlink(missing_ok=True)
             raise ExportError(f"ONNX export failed: {err}") from err
-    os.replace(tmp, path)
     return path
 
 
@@ -112,9 +108,8 @@ def export_torchscript(model: SRFormer, path: str | os.PathLike) -> Path:
     example = torch.rand(1, model.config["in_channels"], 2 * model.window_size + 3, 2 * model.window_size + 5)
     with torch.no_grad(), _quiet_tracer():
         traced = torch.jit.trace(model, (example,), check_trace=False)
-    tmp = path.with_name(path.name + ".tmp")
-    traced.save(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        traced.save(str(tmp))
     return path
 
 
@@ -139,46 +134,3 @@ def _quiet_tracer() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         yield
-
-
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m srformer.export", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--model", required=True, type=Path, help="srformer weights, Lightning checkpoint or run folder"
-    )
-    parser.add_argument("-o", "--output", required=True, type=Path, help="ONNX file to write")
-    parser.add_argument("--torchscript", type=Path, default=None, help="also write a TorchScript file here")
-    parser.add_argument("--opset", type=int, default=18)
-    parser.add_argument("--no-verify", action="store_true", help="skip the check against PyTorch")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    args = parser.parse_args(argv)
-    for target in filter(None, (args.output, args.torchscript)):
-        if target.exists() and not args.overwrite:
-            raise ExportError(f"{target} already exists (pass --overwrite to replace it)")
-    loaded = load_any(args.model)
-    if loaded.descriptor.architecture != "srformer":
-        raise ExportError(
-            f"{args.model} is a community {loaded.descriptor.name} checkpoint; export writes ONNX of srformer "
-            "models only (their geometry is verified for every input size), so export it with its own project"
-        )
-    model = loaded.model
-    export_onnx(model, args.output, args.opset)
-    print(f"wrote {args.output}")
-    if not args.no_verify:
-        diff = verify_onnx(model, args.output)
-        sizes = ", ".join(f"{h}x{w}" for h, w in VERIFY_SIZES)
-        print(f"ONNX vs PyTorch on {sizes}: max abs diff {diff:.2e}")
-        if diff > TOLERANCE:
-            raise ExportError(f"the ONNX model differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e})")
-    if args.torchscript:
-        export_torchscript(model, args.torchscript)
-        diff = verify_torchscript(model, args.torchscript)
-        print(f"wrote {args.torchscript}; TorchScript vs PyTorch max abs diff {diff:.2e}")
-        if diff > TOLERANCE:
-            raise ExportError(f"the TorchScript model differs from PyTorch by {diff:.2e} (> {TOLERANCE:.0e})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,9 +7,10 @@ modes, takes the first frame of animations (with a warning), and refuses images 
 decoding them, from the header alone.
 
 :func:`write_image` picks the format from the extension (png, jpg/jpeg, webp, tif/tiff), keeps 16 bits where
-the format allows (PNG, TIFF), writes through a temporary file and a rename so a crash never leaves a half
-written file, and never replaces an existing file unless asked to. :func:`write_pixel_bands` does the same for
-an image that arrives in row bands: PNG (a small streaming encoder on zlib) and TIFF (tifffile, in strips)
+the format allows (PNG, TIFF), quantizes with :func:`srformer.pixels.quantize` (the scoring path's levels),
+writes through :mod:`srformer.atomic` (a temporary file and a rename) so a crash never leaves a half written
+file, and never replaces an existing file unless asked to. :func:`write_pixel_bands` does the same for an
+image that arrives in row bands: PNG (a small streaming encoder on zlib) and TIFF (tifffile, in strips)
 are written band by band, so an image of any height needs only a band in memory; JPEG and WebP, which
 Pillow encodes whole, are assembled once in uint8. Format size limits and a full disk are reported in one
 sentence, and leave no file.
@@ -31,7 +32,7 @@ import shutil
 import struct
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -39,7 +40,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from srformer.atomic import DestinationExistsError, atomic_file
 from srformer.errors import ImageError, SRFormerError
+from srformer.pixels import quantize
 
 #: Default limit on width * height of an input: about 16k x 12k, far beyond a photo, well below a bomb.
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -482,14 +485,6 @@ def output_layout(path: str | os.PathLike, grayscale: bool, alpha: bool, bit_dep
     return OutputLayout(fmt, grayscale, alpha, bit_depth, tuple(notes))
 
 
-def quantize(data: np.ndarray, bit_depth: int) -> np.ndarray:
-    """float in [0, 1] -> uint8 or uint16 (rounded, clipped)."""
-    peak, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
-    scaled = np.clip(data, 0.0, 1.0)  # the one temporary copy; the rest is done in place
-    scaled *= peak
-    return np.rint(scaled, out=scaled).astype(dtype)
-
-
 def to_pixels(rgb: np.ndarray, alpha: np.ndarray | None, layout: OutputLayout) -> np.ndarray:
     """Float ``rgb`` ``(h, W, 3)`` and ``alpha`` ``(h, W)`` in [0, 1] -> ``(h, W, layout.channels)`` samples.
 
@@ -511,12 +506,15 @@ def write_image(
     overwrite: bool = False,
     compression: int = DEFAULT_COMPRESSION,
 ) -> list[str]:
-    """Write float ``rgb`` ``(H, W, 3)`` (and ``alpha`` ``(H, W)``) in [0, 1] to ``path``, atomically.
+    """Write ``rgb`` ``(H, W, 3)``, float in [0, 1] or uint8 levels (and float ``alpha`` ``(H, W)`` in [0, 1])
+    to ``path``, atomically; missing folders are created.
 
     Returns notes for the user (bits or alpha the format cannot hold). Raises :class:`ImageError` when
     ``path`` exists and ``overwrite`` is false, or when writing fails; a failed write leaves no file behind.
     """
     layout = output_layout(path, grayscale, alpha is not None, bit_depth)
+    if rgb.dtype == np.uint8:  # k / 255 in float32 quantizes back to k, at 8 and at 16 bits (257 k)
+        rgb = rgb.astype(np.float32) / np.float32(255)
     height, width = rgb.shape[:2]
     pixels = to_pixels(rgb, alpha, layout)
     write_pixel_bands(path, [pixels], width, height, layout, icc_profile, quality, overwrite, compression)
@@ -533,41 +531,27 @@ def write_pixel_bands(
     quality: int = 95,
     overwrite: bool = False,
     compression: int = DEFAULT_COMPRESSION,
+    text: Mapping[str, str] | None = None,
 ) -> None:
     """Write an image given as row bands ``(rows, width, layout.channels)`` of ``layout.dtype``, top to bottom.
 
     PNG and TIFF are encoded band by band as they arrive, so only a band is in memory; JPEG and WebP
     encoders need the whole image, which is assembled in uint8 (memory-mapped next to ``path`` when it is
     larger than the free memory). ``bands`` may compute its rows lazily: this drives it. ``compression`` is
-    the zlib level of PNG and TIFF (0-9). The file appears at ``path`` only when complete (temporary file,
+    the zlib level of PNG and TIFF (0-9); ``text``: key -> value notes kept in a PNG (iTXt chunks, UTF-8),
+    ignored by the other formats. The file appears at ``path`` only when complete (temporary file,
     fsync, rename); it is never replaced unless ``overwrite``. Raises :class:`ImageError`, or
     :class:`DiskFullError` when the disk fills up.
     """
     path = Path(path)
     check_output_size(path, width, height)
-    if not overwrite and path.exists():
-        raise ImageError(f"{path} already exists (pass --overwrite to replace it)")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".tmp", dir=path.parent)
-    except OSError as err:  # e.g. a file where a folder should be, a read-only or full disk
+        with atomic_file(path, overwrite=overwrite) as handle:
+            _encode(handle, bands, width, height, layout, icc_profile, quality, compression, path.parent, text)
+    except DestinationExistsError:
+        raise ImageError(f"{path} already exists (pass --overwrite to replace it)") from None
+    except (OSError, ValueError) as err:  # e.g. a file where a folder should be, a read-only or full disk
         raise _write_error(path, err) from None
-    tmp = Path(tmp_name)
-    os.close(fd)  # reopened by name: tifffile wants a file object with a name
-    try:
-        with open(tmp, "wb") as handle:
-            _encode(handle, bands, width, height, layout, icc_profile, quality, compression, path.parent)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file the user's usual mode
-        _publish(tmp, path, overwrite)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, SRFormerError):
-            raise
-        if isinstance(err, (OSError, ValueError)):
-            raise _write_error(path, err) from None
-        raise
 
 
 class DiskFullError(SRFormerError):
@@ -597,42 +581,6 @@ def _write_error(path: Path, err: Exception) -> SRFormerError:
     return ImageError(f"cannot write {path}: {_reason(err)}")
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
-    """Move the finished temporary file into place; without ``overwrite`` never replace an existing file.
-
-    Without ``overwrite`` the name is taken atomically, so that of two processes writing the same name the
-    second one gets :class:`ImageError` instead of replacing the first one's file: a hard link, which fails
-    if the name exists; where the file system has no hard links (FAT, some network shares), an empty file
-    created exclusively claims the name and the rename then replaces only that.
-    """
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    exists = ImageError(f"{path} already exists (pass --overwrite to replace it)")
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise exists from None
-    except OSError:  # no hard links here
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            raise exists from None
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            path.unlink(missing_ok=True)  # our empty claim, not a file of anyone else
-            raise
-        return
-    tmp.unlink()
-
-
 def _encode(
     handle: BinaryIO,
     bands: Iterable[np.ndarray],
@@ -643,11 +591,12 @@ def _encode(
     quality: int,
     compression: int,
     folder: Path,
+    text: Mapping[str, str] | None = None,
 ) -> None:
     """Encode row bands ``(rows, width, C)`` (C: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) as ``layout.fmt``."""
     rows = _counted_rows(bands, width, height, layout.channels)
     if layout.fmt == "PNG":
-        _write_png(handle, rows, width, height, layout, icc_profile, compression)
+        _write_png(handle, rows, width, height, layout, icc_profile, compression, text)
     elif layout.fmt == "TIFF":
         _write_tiff(handle, rows, width, height, layout, icc_profile, compression)
     else:
@@ -680,6 +629,7 @@ def _write_png(
     layout: OutputLayout,
     icc_profile: bytes | None,
     compression: int,
+    text: Mapping[str, str] | None = None,
 ) -> None:
     """A PNG of any layout, streamed: each band is filtered, compressed and written as it arrives.
 
@@ -691,6 +641,8 @@ def _write_png(
     handle.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header))
     if icc_profile:
         handle.write(_png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
+    for key, value in (text or {}).items():  # iTXt: keyword, no compression, no language, UTF-8 text
+        handle.write(_png_chunk(b"iTXt", key.encode("latin-1") + b"\x00\x00\x00\x00\x00" + value.encode()))
     compressor = zlib.compressobj(compression)
     row_bytes = width * layout.channels * layout.bit_depth // 8
     above = np.zeros(row_bytes, dtype=np.uint8)  # the row above the first one counts as zeros

@@ -29,13 +29,12 @@ import itertools
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from srformer.errors import SRFormerError
-from srformer.models.network import SRFormer
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -47,19 +46,11 @@ DEFAULT_TILE_OVERLAP = 16
 #: Largest auto tile on the CPU. Per pixel, larger tiles run about as fast or a little faster (shipped x4
 #: model, 2 threads, glibc keeping freed memory as infer.py has it, quiet machine, best of 3, 2026-11-30:
 #: 208x224 0.72, 240x240 0.69, 256x256 0.70, 272x272 0.78, 304x320 0.76 output Mpx/s; the slowdown measured
-#: earlier for large tiles was page faults, see ``infer_cli.reuse_freed_memory``) and recompute less overlap.
+#: earlier for large tiles was page faults, see ``allocator.reuse_freed_memory``) and recompute less overlap.
 #: On a 2000x1500 -> x4 job in one session, 320 took 83.7 s against 95.6 s for 256 (93% and 85% of the model's
 #: own speed on 256x256). The cap is memory: a 320x304 tile's forward pass holds about 500 MB, which fits the
 #: 48 MP job's target (1.3 GB + 3 B per output pixel) since the shift mask covers only the border windows.
 _CPU_FASTEST_TILE = 320
-
-#: Peak resident memory of a forward pass per input pixel per feature channel (fp32), measured on the CPU
-#: with ru_maxrss (2 threads, glibc keeping freed memory, 2026-11-30): this network (the shipped x4 model,
-#: C = 48) 87 at 256x256 and 320x320 inputs, since its shift mask covers the border windows only (earlier
-#: 110); SwinIR-light through spandrel (C = 60) 144 / 122 at 128 / 192 px, the value used for every other
-#: architecture, whose memory this project has not measured.
-_PEAK_BYTES_PER_PIXEL_CHANNEL = 90
-_PEAK_BYTES_PER_PIXEL_CHANNEL_OTHER = 145
 
 #: On CPU, auto tiles are sized to this share of the available memory, at most this many bytes.
 _CPU_TILE_BUDGET = 512 * 2**20
@@ -110,17 +101,21 @@ def available_memory(device: torch.device) -> int:
     return 2 * 2**30
 
 
-def auto_tile_size(
-    model: nn.Module, device: torch.device, precision: str = "fp32", size_multiple: int | None = None
-) -> int:
-    """Tile side (input pixels, a multiple of ``size_multiple``) for ``device``: the largest whose forward pass
-    fits its memory budget, and on the CPU at most the side that runs fastest per new pixel (``_CPU_FASTEST_TILE``).
+def auto_tile_size(model: Any, device: torch.device, precision: str = "fp32") -> int:
+    """Tile side (input pixels, a multiple of the model's size multiple) for ``device``: the largest whose
+    forward pass fits its memory budget, and on the CPU at most the side that runs fastest per new pixel
+    (``_CPU_FASTEST_TILE``).
 
-    ``size_multiple``: the loaded model's ``descriptor.size_multiple``; ``None`` for a bare module: its
-    ``window_size`` (1 without one)."""
-    window = _window_size(model, size_multiple)
-    per_channel = _PEAK_BYTES_PER_PIXEL_CHANNEL if isinstance(model, SRFormer) else _PEAK_BYTES_PER_PIXEL_CHANNEL_OTHER
-    bytes_per_pixel = per_channel * _feature_channels(model) * (1 if precision == "fp32" else 0.6)
+    ``model``: a :class:`srformer.handle.ModelHandle` (``open_model``, or ``ModelHandle.wrap`` for a module built
+    in this process), whose ``bytes_per_pixel`` estimates its peak memory per input pixel."""
+    bytes_per_pixel = getattr(model, "bytes_per_pixel", None)
+    if bytes_per_pixel is None:
+        raise TypeError(
+            "an auto tile size needs the model's memory per pixel: pass a srformer.handle.ModelHandle"
+            " (open_model, or ModelHandle.wrap(module))"
+        )
+    window = size_multiple(model)
+    bytes_per_pixel *= 1 if precision == "fp32" else 0.6
     free = available_memory(device)
     budget = 0.6 * free if device.type == "cuda" else min(0.4 * free, _CPU_TILE_BUDGET)
     side = int(math.sqrt(budget / bytes_per_pixel))
@@ -129,22 +124,11 @@ def auto_tile_size(
     return max(side // window * window, 2 * window)
 
 
-def _feature_channels(model: nn.Module) -> int:
-    """Width of the model's feature maps, which its activations' memory scales with: the output channels of its
-    first convolution (the stem of every SR network that :func:`srformer.checkpoint.load_any` loads, ours and
-    spandrel's alike); 64 for a model without one."""
-    first = next((module for module in model.modules() if isinstance(module, nn.Conv2d)), None)
-    return 64 if first is None else int(first.out_channels)
-
-
-def _window_size(model: nn.Module, size_multiple: int | None) -> int:
-    """The tile alignment: the descriptor's ``size_multiple`` when the caller has one, else (a bare module, as in
-    training validation) the ``window_size`` that every model :func:`srformer.checkpoint.load_any` returns has."""
-    if size_multiple is not None:
-        if size_multiple < 1:
-            raise ValueError(f"size_multiple must be positive, got {size_multiple}")
-        return int(size_multiple)
-    return int(getattr(model, "window_size", 1))
+def size_multiple(model: Any) -> int:
+    """The tile alignment of ``model``: a handle's ``size_multiple``, else (a bare module, as in training
+    validation) the ``window_size`` that every model :func:`srformer.checkpoint.load_any` returns has (1 without)."""
+    multiple = getattr(model, "size_multiple", None) or getattr(model, "window_size", 1)
+    return int(multiple)
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -198,19 +182,20 @@ def _ramp(length: int, fade: int, discard: int, fade_start: bool, fade_end: bool
 def upscale_tensor(
     model: nn.Module,
     lr: Tensor,
+    *,
     tile: int | Literal["auto"] | None = None,
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
     precision: Precision = "fp32",
     tta: bool = False,
     on_tile: TileProgress | None = None,
-    size_multiple: int | None = None,
 ) -> Tensor:
     """Upscale ``lr`` float ``(B, 3, H, W)`` in [0, 1] -> ``(B, 3, s*H, s*W)`` float32 in [0, 1].
 
     The whole result in memory; :func:`upscale_bands` gives the same pixels band by band.
 
     Args:
-        model: an SR model with ``.scale`` (and ``.window_size`` for aligned tiles), in eval mode.
+        model: a :class:`srformer.handle.ModelHandle`, or a bare SR module with ``.scale`` (and
+            ``.window_size`` for aligned tiles) in eval mode.
         lr: input batch on the model's device.
         tile: tile side in input pixels (rounded up to a window multiple), ``"auto"`` to size it for the
             device (:func:`auto_tile_size`), or ``None``/0 to run the whole image at once.
@@ -218,8 +203,6 @@ def upscale_tensor(
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast); fp16 is refused on the CPU.
         tta: average the 8 flips/rotations of each tile (x8 self-ensemble; 8 times slower).
         on_tile: called as ``on_tile(done, total)`` after each tile (over all TTA passes).
-        size_multiple: tile sides and offsets are multiples of it: the loaded model's
-            ``descriptor.size_multiple`` (:func:`srformer.checkpoint.load_any`); ``None``: ``model.window_size``.
 
     Raises:
         InferenceError: unsupported precision, or the model produced NaN/inf.
@@ -227,7 +210,7 @@ def upscale_tensor(
     scale = int(model.scale)
     out = torch.empty(*lr.shape[:-2], lr.shape[-2] * scale, lr.shape[-1] * scale, device=lr.device)
     top = 0
-    for band in upscale_bands(model, lr, tile, tile_overlap, precision, tta, on_tile, size_multiple):
+    for band in upscale_bands(model, lr, tile, tile_overlap, precision, tta, on_tile):
         out[..., top : top + band.shape[-2], :] = band
         top += band.shape[-2]
     return out
@@ -241,7 +224,6 @@ def upscale_bands(
     precision: Precision = "fp32",
     tta: bool = False,
     on_tile: TileProgress | None = None,
-    size_multiple: int | None = None,
 ) -> Iterator[Tensor]:
     """Upscale ``lr`` ``(B, 3, H, W)`` and yield the result top to bottom in row bands.
 
@@ -255,8 +237,8 @@ def upscale_bands(
     device = lr.device
     check_precision(precision, device)
     if tile == "auto":
-        tile = auto_tile_size(model, device, precision, size_multiple)
-    scale, window = int(model.scale), _window_size(model, size_multiple)
+        tile = auto_tile_size(model, device, precision)
+    scale, window = int(model.scale), size_multiple(model)
     height, width = lr.shape[-2:]
     overlap, row_spans, col_spans = _tile_grid((height, width), tile or None, tile_overlap, window)
     transforms = _TTA_TRANSFORMS if tta else _TTA_TRANSFORMS[:1]

@@ -1,4 +1,4 @@
-"""Model cost figures shared by the benchmarks and ``srformer.compare``: parameters, FLOPs, throughput."""
+"""Model cost figures shared by the benchmarks and ``srformer compare``: parameters, FLOPs, throughput."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The one scoring path: upscale every image once, round its SR to uint8 once, score it with the protocol.
 
-``python -m srformer.evaluate``, ``python -m srformer.compare``, the benchmarks and the training validation
+``srformer evaluate``, ``srformer compare``, the benchmarks and the training validation
 all score through here, so the same model on the same images gets the same per-image numbers everywhere:
 
 * :func:`score_sr` scores a batch of SR images against their HR: SR clamped and rounded to uint8 levels

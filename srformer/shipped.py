@@ -42,7 +42,7 @@ def names() -> list[str]:
     return list(SHIPPED)
 
 
-def _name_of(name_or_scale: str | int) -> str:
+def name_of(name_or_scale: str | int) -> str:
     """``"x4_tiny"``, ``"srformer_x4_tiny"``, ``4``, ``"4"`` -> the shipped name; :class:`CheckpointError` if none."""
     key = str(name_or_scale).strip()
     if key.isdigit():
@@ -65,7 +65,7 @@ def _name_of(name_or_scale: str | int) -> str:
 
 def weights_file(name_or_scale: str | int) -> Path:
     """Where the ``.safetensors`` of a shipped model lives, whether or not it is installed."""
-    return WEIGHTS_DIR / f"{SHIPPED[_name_of(name_or_scale)]}.safetensors"
+    return WEIGHTS_DIR / f"{SHIPPED[name_of(name_or_scale)]}.safetensors"
 
 
 def model_path(name_or_scale: str | int) -> Path:
@@ -75,7 +75,7 @@ def model_path(name_or_scale: str | int) -> Path:
     Raises :class:`CheckpointError` (one sentence) for a name that is not shipped, or when the model's files are
     not in this installation.
     """
-    name = _name_of(name_or_scale)
+    name = name_of(name_or_scale)
     path = weights_file(name)
     missing = [p.name for p in (path, path.with_suffix(".json")) if not p.is_file()]
     if missing:
@@ -102,13 +102,17 @@ def installed() -> dict[str, Path]:
     return found
 
 
+def is_name(text: str | os.PathLike[str]) -> bool:
+    """Whether ``text`` spells a shipped model's name (``x4_tiny``) or file stem (``srformer_x4_tiny``,
+    ``srformer_x4_tiny.safetensors``), installed or not; a scale (``"4"``) is not a name."""
+    key = str(text).strip().removesuffix(".safetensors").removesuffix(".json")
+    return key in SHIPPED or key in SHIPPED.values()
+
+
 def resolve(model: str | os.PathLike[str]) -> Path:
     """A ``--model`` value: an existing file or folder as given, else a shipped name (``x4_tiny``), else the
     path as given (the loader then reports what is wrong with it)."""
     path = Path(model)
     if path.exists():
         return path
-    key = str(model).strip().removesuffix(".safetensors").removesuffix(".json")
-    if key in SHIPPED or key in SHIPPED.values():
-        return model_path(key)
-    return path
+    return model_path(str(model)) if is_name(model) else path

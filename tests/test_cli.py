@@ -118,3 +118,40 @@ def test_exit_after_waits_for_a_thread_still_working(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
     assert done.returncode == 4, done.stderr
     assert marker.read_text() == "done"
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports (at any depth: lazy imports count), relative imports left out."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+#: Library modules that still hold a command-line face of their own (data preparation, not dispatched by
+#: ``srformer``); every other library module is free of argparse.
+_ARGPARSE_NOT_YET_MOVED = {"srformer/data/div2k.py", "srformer/data/degradation_preview.py"}
+
+
+def test_commands_sit_above_the_library_and_beside_each_other() -> None:
+    """Library modules import neither a command, the dispatcher nor argparse; no command imports another."""
+    package = REPO / "srformer"
+    faces = {"srformer/cli.py", "srformer/__main__.py"}
+    for path in sorted(package.rglob("*.py")):
+        name = path.relative_to(REPO).as_posix()
+        imports = _imports(path)
+        if name.startswith("srformer/commands/"):
+            shared = ("srformer.commands.options", f"srformer.commands.{path.stem}")
+            others = {m for m in imports if m.startswith("srformer.commands.") and not m.startswith(shared)}
+            assert not others, (name, others)
+        elif name not in faces:
+            upward = {m for m in imports if m.startswith(("srformer.commands", "srformer.cli"))}
+            assert not upward, (name, upward)
+            if name not in _ARGPARSE_NOT_YET_MOVED:
+                assert "argparse" not in imports, name

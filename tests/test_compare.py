@@ -1,4 +1,4 @@
-"""srformer.compare: protocol scores, markdown table, crop grids and the offline wandb table."""
+"""srformer compare: protocol scores, markdown table, crop grids and the offline wandb table."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from PIL import Image
 from skimage import data
 
 from srformer.checkpoint import save_weights
-from srformer.compare import main, texture_crop_box
-from srformer.evaluate import matlab_bicubic_upscaler
+from srformer.commands.compare import main
+from srformer.comparison import texture_crop_box
+from srformer.handle import matlab_bicubic_upscaler
 from srformer.imresize import imresize
 from srformer.metrics import psnr_y
 from srformer.models import build_model

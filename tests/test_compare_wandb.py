@@ -1,4 +1,4 @@
-"""srformer.compare in W&B: one run per method in one group with the same crop keys (read back from real offline
+"""srformer compare in W&B: one run per method in one group with the same crop keys (read back from real offline
 runs), models given as W&B artifact references (a fake ``wandb.Api``; no network), lineage via ``use_artifact``."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from skimage import data
 from test_training import read_wandb_records, wandb_key
 
 from srformer.checkpoint import save_weights
-from srformer.compare import main
+from srformer.commands.compare import main
 from srformer.errors import CheckpointError
 from srformer.models import build_model
 from srformer.tracking import artifact_reference, resolve_model_source

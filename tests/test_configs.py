@@ -1,5 +1,6 @@
-"""Hydra configs: every experiment and debug preset composes and instantiates, and the published recipes
-say what the papers say."""
+"""Hydra configs: every experiment and debug preset composes and instantiates, the published recipes say what
+the papers say, and every experiment's optimizer, schedule and loss are what they were before they became
+config groups (``configs/{optimizer,scheduler,loss}/``)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from srformer.models import SRFormer
+from srformer.models import SRFormer, build_model
 from srformer.training import SRLitModule
+from srformer.training.losses import CharbonnierLoss
+from srformer.training.schedules import MultiStepDecay, WarmupCosine
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -54,7 +58,8 @@ def test_experiment_composes_and_instantiates(experiment: str, tmp_path: Path) -
     module = instantiate(cfg.module, net=net, _convert_="all")
     assert isinstance(module, SRLitModule)
     assert module.hparams.preset == cfg.model.preset
-    assert module.hparams.total_steps == cfg.trainer.max_steps
+    assert module.hparams.scheduler.get("total_steps", cfg.trainer.max_steps) == cfg.trainer.max_steps
+    assert module.configure_optimizers()["lr_scheduler"]["interval"] == "step"
     datamodule = instantiate(cfg.data, _convert_="all")
     assert isinstance(datamodule, pl.LightningDataModule)
     callbacks = [instantiate(c, _convert_="all") for c in cfg.callbacks.values()]
@@ -82,9 +87,11 @@ def test_published_recipes(experiment: str, preset: str, scale: int, batch_size:
     assert (cfg.data.patch_size, cfg.data.batch_size) == (64, batch_size)
     assert cfg.trainer.max_steps == 500_000
     assert cfg.trainer.precision == "bf16-mixed"
-    assert (cfg.module.optimizer, cfg.module.lr, cfg.module.scheduler) == ("adam", 2e-4, "multistep")
-    assert list(cfg.module.milestones) == [250_000, 400_000, 450_000, 475_000]
-    assert cfg.module.gamma == 0.5
+    optimizer, scheduler = cfg.module.optimizer, cfg.module.scheduler
+    assert (optimizer._target_, optimizer.lr, list(optimizer.betas)) == ("torch.optim.Adam", 2e-4, [0.9, 0.99])
+    assert scheduler._target_ == "srformer.training.schedules.multistep"
+    assert list(scheduler.milestones) == [250_000, 400_000, 450_000, 475_000]
+    assert scheduler.gamma == 0.5
 
 
 @pytest.mark.parametrize("preset", DEBUG_PRESETS)
@@ -108,12 +115,98 @@ def test_defaults_wandb_offline_and_paths(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_overrides_reach_the_objects(tmp_path: Path) -> None:
-    overrides = ["scale=2", "model=light", "module.loss=charbonnier", "module.ema_decay=0", "logger=none"]
-    cfg = compose_train_config(overrides, tmp_path)
+    overrides = ["scale=2", "model=light", "loss=charbonnier", "module.loss.eps=0.01", "module.ema_decay=0"]
+    cfg = compose_train_config([*overrides, "logger=none"], tmp_path)
     module = instantiate(cfg.module, net=instantiate(cfg.model), _convert_="all")
     assert module.net.scale == 2 and module.hparams.preset == "light"
-    assert module.hparams.loss == "charbonnier" and module.net_ema is None
+    assert isinstance(module.criterion, CharbonnierLoss) and module.criterion.eps == 0.01 and module.net_ema is None
     assert dict(cfg.logger) == {}
+    sr, hr = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(module.criterion(sr, hr), torch.sqrt((sr - hr) ** 2 + 1e-4).mean())
+    l1 = instantiate(compose_train_config(["logger=none"], tmp_path).module, net=build_model("tiny", 4))
+    assert isinstance(l1.criterion, torch.nn.L1Loss)
+
+
+def param_group_values(optimizer: torch.optim.Optimizer) -> list[dict]:
+    """Each parameter group's settings (tuples as lists) and its number of tensors."""
+    return [
+        {k: list(v) if isinstance(v, tuple) else v for k, v in group.items() if k != "params"}
+        | {"tensors": len(group["params"])}
+        for group in optimizer.param_groups
+    ]
+
+
+#: What each recipe was when the module took flat switches (module.lr, module.scheduler=cosine, ...):
+#: (learning rate, schedule, warmup steps, EMA decay); every one Adam (0.9, 0.99), no weight decay, L1.
+RECIPES_BEFORE = {
+    "": (2e-4, MultiStepDecay([250_000, 400_000, 450_000, 475_000], 0.5, 0), 0.999),
+    "experiment=bsd400_x2_tiny": (5e-4, WarmupCosine(2000, 100, 0.0), 0.999),
+    "experiment=bsd400_x3_small": (2e-4, WarmupCosine(2500, 100, 0.0), 0.999),
+    "experiment=bsd400_x4_grown": (2e-4, WarmupCosine(6000, 300, 0.0), 0.999),
+    "experiment=bsd400_x4_light": (5e-4, WarmupCosine(15000, 300, 0.0), 0.999),
+    "experiment=bsd400_x4_real": (2e-4, WarmupCosine(3000, 100, 0.0), 0.998),
+    "experiment=bsd400_x4_tiny": (5e-4, WarmupCosine(15000, 300, 0.0), 0.999),
+    "experiment=div2k_x2_light": (2e-4, MultiStepDecay([250_000, 400_000, 450_000, 475_000], 0.5, 0), 0.999),
+    "experiment=div2k_x4_base": (2e-4, MultiStepDecay([250_000, 400_000, 450_000, 475_000], 0.5, 0), 0.999),
+    "experiment=div2k_x4_light": (2e-4, MultiStepDecay([250_000, 400_000, 450_000, 475_000], 0.5, 0), 0.999),
+    "experiment=div2k_x4_real": (2e-4, WarmupCosine(100_000, 1000, 0.0), 0.999),
+    "experiment=quickstart": (1e-3, WarmupCosine(250, 20, 0.0), 0.99),
+    "debug=overfit": (2e-4, MultiStepDecay([], 1.0, 0), 0.0),
+    # the tiny model's first phase (assets/README.md): the experiment's warmup, a constant rate
+    "experiment=bsd400_x4_tiny scheduler=constant": (5e-4, MultiStepDecay([], 1.0, 300), 0.999),
+}
+
+
+def test_every_recipe_is_unchanged(tmp_path: Path) -> None:
+    """The optimizer and schedule each config builds equal what the flat recipe built, parameter group for
+    parameter group (Adam over weight matrices with the weight decay, and over biases and norms without)."""
+    assert {o for o in RECIPES_BEFORE if o.startswith("experiment=") and " " not in o} == {
+        f"experiment={e}" for e in EXPERIMENTS
+    }
+    for overrides, (lr, factor, ema_decay) in RECIPES_BEFORE.items():
+        cfg = compose_train_config([*overrides.split(), "logger=none", *ON_CPU], tmp_path)
+        net = build_model("tiny", cfg.scale)
+        module = instantiate(cfg.module, net=net, _convert_="all")
+        configured = module.configure_optimizers()
+        # the module's optimizer and schedule before they became config objects, as it built them
+        params = list(net.parameters())
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": 0.0},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        before = torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99))
+        schedule_before = torch.optim.lr_scheduler.LambdaLR(before, factor)
+        assert param_group_values(configured["optimizer"]) == param_group_values(before), overrides
+        schedule = configured["lr_scheduler"]["scheduler"]
+        assert schedule.state_dict() == schedule_before.state_dict(), overrides
+        assert type(schedule.lr_lambdas[0]) is type(factor), overrides
+        assert (module.hparams.ema_decay, type(module.criterion)) == (ema_decay, torch.nn.L1Loss), overrides
+
+
+def test_a_new_optimizer_needs_only_a_yaml_file(tmp_path: Path) -> None:
+    """torch.optim.SGD, known to no code here, from a config file in a search-path folder: one training step."""
+    from test_training import SyntheticSRData, make_trainer
+
+    (tmp_path / "conf" / "optimizer").mkdir(parents=True)
+    (tmp_path / "conf" / "optimizer" / "sgd.yaml").write_text(
+        "# @package module.optimizer\n_target_: torch.optim.SGD\n_partial_: true\nlr: 0.05\nmomentum: 0.9\n"
+        "weight_decay: 1.0e-4\n"
+    )
+    overrides = [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "optimizer=sgd", "scheduler=constant"]
+    cfg = compose_train_config([*overrides, "logger=none", *ON_CPU], tmp_path)
+    module = instantiate(cfg.module, net=build_model("tiny", 4), _convert_="all")
+    before = [p.detach().clone() for p in module.net.parameters()]
+    trainer = make_trainer(tmp_path, max_steps=1, val_every=100)
+    trainer.fit(module, datamodule=SyntheticSRData(train_batches=1))
+    optimizer = trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.SGD) and trainer.global_step == 1
+    assert [(g["lr"], g["momentum"], g["weight_decay"]) for g in optimizer.param_groups] == [
+        (0.05, 0.9, 1e-4), (0.05, 0.9, 0.0),
+    ]  # fmt: skip
+    assert any(not torch.equal(a, b) for a, b in zip(before, module.net.parameters(), strict=True))
+    assert module.hparams.optimizer == {
+        "_target_": "torch.optim.sgd.SGD", "_partial_": True, "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4,
+    }  # fmt: skip
 
 
 def test_run_folder_layout(tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ from srformer.data import SRDataModule
 from srformer.data import cache as cache_module
 from srformer.data.cache import ImageCache
 from srformer.data.datasets import EvalDataset, PatchDataset, dihedral, find_pairs
-from srformer.data.io import read_rgb_uint8, write_image
+from srformer.data.io import read_rgb_uint8
 from srformer.errors import DataError, ImageError
+from srformer.imageio import write_image
 from srformer.imresize import imresize
 
 SCALE = 4
@@ -116,7 +117,8 @@ def test_read_rgb_uint8_errors_and_gray(tmp_path: Path) -> None:
         read_rgb_uint8(tmp_path / "fake.png")
     with pytest.raises(ImageError, match="not found"):
         read_rgb_uint8(tmp_path / "missing.png")
-    good = write_image(tmp_path / "good.png", photos()["coffee.png"])
+    good = tmp_path / "good.png"
+    write_image(good, photos()["coffee.png"])
     (tmp_path / "truncated.png").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ImageError, match="cannot read truncated.png as an image"):
         read_rgb_uint8(tmp_path / "truncated.png")
@@ -144,7 +146,7 @@ def test_cache_decodes_once_and_follows_file_changes(hr_dir: Path, tmp_path: Pat
     assert np.array_equal(hr, read_rgb_uint8(hr_dir / "astronaut.png"))
     assert np.array_equal(np.load(first[0].lr_npy), downscale(hr, SCALE))
     # A replaced file is decoded again.
-    write_image(hr_dir / "coffee.png", photos()["astronaut.png"])
+    write_image(hr_dir / "coffee.png", photos()["astronaut.png"], overwrite=True)
     os.utime(hr_dir / "coffee.png", ns=(1, 10**9))
     third = cache.prepare_all(pairs, SCALE, "test")
     assert calls[3:] == ["coffee.png"]

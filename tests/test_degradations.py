@@ -40,8 +40,8 @@ from srformer.data.degradations import (
     sinc_kernels,
     step_seed,
 )
-from srformer.data.io import write_image
 from srformer.errors import DataError
+from srformer.imageio import write_image
 from srformer.imresize import imresize
 
 try:

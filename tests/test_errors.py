@@ -83,9 +83,9 @@ def test_hydra_composition_errors_become_one_sentence(monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     "main_and_args",
     [
-        ("srformer.evaluate", ["--model", "bicubic", "--data", "nowhere", "--device", "tpu"]),
-        ("srformer.compare", ["nowhere.safetensors", "--data", "{tmp}", "--scale", "4", "--device", "tpu"]),
-        ("srformer.infer_cli", ["in.png", "-o", "out", "--device", "tpu"]),
+        ("srformer.commands.evaluate", ["--model", "bicubic", "--data", "nowhere", "--device", "tpu"]),
+        ("srformer.commands.compare", ["nowhere.safetensors", "--data", "{tmp}", "--scale", "4", "--device", "tpu"]),
+        ("srformer.commands.upscale", ["in.png", "-o", "out", "--device", "tpu"]),
     ],
 )
 def test_every_entry_point_reports_a_bad_device_the_same_way(
@@ -103,12 +103,12 @@ def test_every_entry_point_reports_a_bad_device_the_same_way(
 @pytest.mark.parametrize(
     "module",
     [
-        "srformer.evaluate",
-        "srformer.explain",
+        "srformer.commands.evaluate",
+        "srformer.commands.explain",
         "srformer.data.div2k",
-        "srformer.compare",
-        "srformer.infer_cli",
-        "srformer.export",
+        "srformer.commands.compare",
+        "srformer.commands.upscale",
+        "srformer.commands.export",
     ],
 )
 def test_argparse_entry_points_use_the_one_decorator(module: str) -> None:

@@ -1,4 +1,4 @@
-"""``python -m srformer.evaluate``: the published Set5 bicubic values (when ../shared/data exists), the JSON
+"""``srformer evaluate``: the published Set5 bicubic values (when ../shared/data exists), the JSON
 output against values computed here, models from weights files, and clear errors."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import skimage.data
 import torch
 
-from srformer.data.io import write_image
-from srformer.evaluate import main
+from srformer.commands.evaluate import main
+from srformer.imageio import write_image
 from srformer.imresize import imresize
 
 SET5 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmark" / "Set5"
@@ -172,7 +172,8 @@ def test_lpips_without_backbone_weights_is_one_sentence_not_a_crash(
 
 def test_lpips_metric_is_scored_when_available(photo_dir: Path, tmp_path: Path) -> None:
     from srformer.data.cache import ImageCache
-    from srformer.evaluate import evaluate_folder, matlab_bicubic_upscaler
+    from srformer.evaluation import evaluate_folder
+    from srformer.handle import matlab_bicubic_upscaler
 
     calls: list[tuple[torch.Size, float, float]] = []
 
@@ -191,7 +192,7 @@ def test_lpips_metric_is_scored_when_available(photo_dir: Path, tmp_path: Path) 
 
 def test_compare_scores_the_same_degraded_lr_as_evaluate(photo_dir: Path, tmp_path: Path, capsys) -> None:
     from srformer.checkpoint import save_weights
-    from srformer.compare import main as compare_main
+    from srformer.commands.compare import main as compare_main
     from srformer.models import build_model
 
     weights = save_weights(build_model("tiny", 4), tmp_path / "tiny" / "best.safetensors")

@@ -9,7 +9,8 @@ from PIL import Image
 from torch import nn
 
 from srformer.checkpoint import save_weights
-from srformer.explain import attention_maps, capturing, gini, local_attribution_map, main
+from srformer.commands.explain import main
+from srformer.explain import attention_maps, capturing, gini, local_attribution_map
 from srformer.models import SRFormer
 from srformer.models.attention import WindowCrossAttention, merge_heads
 
@@ -165,3 +166,75 @@ def test_cli_errors_are_one_line(files, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- community models, chunked LAM
+
+
+def swinir_checkpoint(folder) -> str:
+    """A small random SwinIR (SwinIR-light's layout) saved in the official ``{"params": ...}`` layout."""
+    SwinIR = pytest.importorskip("spandrel.architectures.SwinIR").SwinIR
+    torch.manual_seed(0)
+    net = SwinIR(
+        upscale=4, img_size=32, window_size=8, img_range=1.0, depths=[1, 1], embed_dim=12, num_heads=[2, 2],
+        mlp_ratio=2, upsampler="pixelshuffledirect",
+    )  # fmt: skip
+    path = folder / "SwinIR-light_x4.pth"
+    torch.save({"params": net.state_dict()}, path)
+    return str(path)
+
+
+def test_attention_of_a_community_model_is_one_sentence(files, capsys):
+    from srformer import load_model
+    from srformer.explain import NotAnSRFormerError
+
+    path = swinir_checkpoint(files)
+    expected = "attention maps need an srformer model; {} is a SwinIR checkpoint; `explain lam` works on any model"
+    with pytest.raises(NotAnSRFormerError) as raised:
+        attention_maps(load_model(path), torch.rand(1, 3, 20, 28), (5, 9), group=-1, block=0, name=path)
+    assert str(raised.value) == expected.format(path)
+    argv = ["attention", "--image", str(files / "in.png"), "--pixel", "5", "9", "--model", path]
+    assert main([*argv, "-o", str(files / "swinir_attention.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a SwinIR checkpoint; `explain lam` works on any model" in err
+    assert not (files / "swinir_attention.png").exists()
+
+
+def test_lam_of_a_community_model(files, capsys):
+    from srformer import load_model
+
+    path = swinir_checkpoint(files)
+    model = load_model(path)
+    image = torch.rand(1, 3, 20, 28, generator=torch.Generator().manual_seed(3))
+    chunked = local_attribution_map(model, image, (6, 8, 4, 4), model.scale, steps=4)
+    assert np.isfinite(chunked.attribution).all() and chunked.attribution[6:10, 8:12].max() > 0
+    one_pass = local_attribution_map(model, image, (6, 8, 4, 4), model.scale, steps=4, batch=4, recompute=False)
+    np.testing.assert_allclose(chunked.attribution, one_pass.attribution, rtol=1e-4, atol=1e-6)
+    out = files / "swinir_lam.png"
+    argv = ["lam", "--image", str(files / "in.png"), "--box", "6", "8", "4", "4", "--steps", "4", "--model", path]
+    assert main([*argv, "-o", str(out)]) == 0 and out.exists()
+    assert "diffusion index" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_chunked_lam_with_recomputation_equals_one_pass(batch):
+    """Chunks of path points with the body recomputed in the backward give the one-pass attribution; the
+    recomputation really happens (a block inside a residual group runs twice per pass) and is undone after."""
+    torch.manual_seed(0)
+    model = SRFormer(scale=2, dim=16, depths=[2, 2], num_heads=2, window_size=8, context_overlap=2).eval()
+    for p in model.upsampler.parameters():
+        nn.init.normal_(p, std=0.1)
+    image = torch.rand(1, 3, 20, 28, generator=torch.Generator().manual_seed(2))
+    box, steps = (6, 8, 4, 4), 6
+    calls = []
+    hook = model.groups[0].blocks[0].attn.register_forward_hook(lambda *_: calls.append(1))
+    one_pass = local_attribution_map(model, image, box, 2, steps=steps, batch=steps, recompute=False)
+    assert len(calls) == 1
+    calls.clear()
+    chunked = local_attribution_map(model, image, box, 2, steps=steps, batch=batch)
+    hook.remove()
+    # per chunk: the forward, the group's recomputation, then the block's own recomputation within it
+    assert len(calls) == 3 * -(-steps // batch)
+    assert "forward" not in vars(model.groups[0])
+    np.testing.assert_allclose(chunked.attribution, one_pass.attribution, rtol=1e-5, atol=1e-6)
+    assert chunked.diffusion_index == pytest.approx(one_pass.diffusion_index, rel=1e-5)

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from srformer.checkpoint import load_model, save_weights
-from srformer.export import export_onnx, export_torchscript, main, onnx_runner
+from srformer.commands.export import main
+from srformer.export import export_onnx, export_torchscript, onnx_runner
 from srformer.models import SRFormer, build_model
 
 pytest.importorskip("onnx")

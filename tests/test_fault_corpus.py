@@ -1,8 +1,8 @@
 """A generated corpus of bad and odd inputs, each with its expected outcome through the real entry points.
 
 Every kind of input is built here (no image is copied from anywhere) and fed to ``infer.py`` in-process
-(:func:`srformer.infer_cli.main`); a few go through a subprocess to prove that no traceback reaches stderr.
-The data-side cases go through ``python -m srformer.evaluate`` and :class:`srformer.data.SRDataModule`.
+(:func:`srformer.commands.upscale.main`); a few go through a subprocess to prove that no traceback reaches stderr.
+The data-side cases go through ``srformer evaluate`` and :class:`srformer.data.SRDataModule`.
 
 ``python tests/test_fault_corpus.py`` prints the table of docs/RELIABILITY.md from the same cases.
 """
@@ -29,11 +29,11 @@ import pytest
 import torch
 from PIL import Image
 
-from srformer import evaluate
 from srformer.checkpoint import save_weights
+from srformer.commands import evaluate
+from srformer.commands.upscale import main as infer_main
 from srformer.data import SRDataModule
 from srformer.imageio import read_image
-from srformer.infer_cli import main as infer_main
 from srformer.models import build_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -553,7 +553,7 @@ def test_evaluate_skips_bad_images_and_scores_the_rest(tmp_path: Path, capsys, c
         ("only_bad", "none of the 2 images could be read"),
         ("missing", "image folder not found"),
         ("not_a_model", "is not a model file"),
-        ("wrong_scale", "is a x2 model; it cannot be evaluated at x[3]"),
+        ("wrong_scale", "is a x2 model, but x3 was asked for"),
     ],
 )
 def test_evaluate_user_errors(tmp_path: Path, weights: Path, capsys, setup: str, message: str) -> None:

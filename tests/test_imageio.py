@@ -494,3 +494,23 @@ def test_publishing_never_replaces_a_file_another_process_just_wrote(
     if not we_published:
         assert target.read_bytes() == b"the other process's image"
     assert [p.name for p in tmp_path.iterdir()] == ["o.png"]  # no temporary file left
+
+
+# --------------------------------------------------------------------------- the writer's levels are the scores'
+@pytest.mark.parametrize("bits", [8, 16])
+def test_written_levels_are_the_scoring_levels(tmp_path: Path, bits: int) -> None:
+    """An image of values next to level boundaries is saved with exactly the levels the scoring path gives it."""
+    import torch
+    from test_pixels import around_boundaries
+
+    from srformer.pixels import quantize, to_uint8
+
+    values, _ = around_boundaries(bits)
+    values = np.resize(values, 3 * 64 * 61).reshape(64, 61, 3)
+    write_image(tmp_path / "o.png", values, bit_depth=bits)
+    if bits == 8:
+        written = np.asarray(Image.open(tmp_path / "o.png"))
+        np.testing.assert_array_equal(written, to_uint8(torch.from_numpy(values)).numpy())
+    else:
+        written = quantize(read_image(tmp_path / "o.png").rgb, 16)  # k / 65535 in float32 gives k back
+        np.testing.assert_array_equal(written, quantize(torch.from_numpy(values), 16).numpy())

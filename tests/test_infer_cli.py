@@ -14,11 +14,12 @@ import torch
 from PIL import Image
 from skimage import data
 
-from srformer import imageio
+from srformer import imageio, shipped
 from srformer.checkpoint import load_model
+from srformer.commands.upscale import main
 from srformer.imageio import quantize, read_image, write_image
-from srformer.infer_cli import bicubic_rows, main, torch_bicubic_upscale
 from srformer.inference import upscale_tensor
+from srformer.upscaling import bicubic_rows, torch_bicubic_upscale
 
 REPO = Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(0)
@@ -162,11 +163,12 @@ def test_user_errors_are_one_sentence(
 def test_default_model_missing_is_explained(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setattr("srformer.infer_cli.DEFAULT_MODEL", tmp_path / "assets" / "srformer_x4.safetensors")
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "assets")
     Image.fromarray(_rgb(4, 4)).save(tmp_path / "a.png")
-    assert run_cli(tmp_path / "a.png", "-o", tmp_path / "o") == 2
-    err = capsys.readouterr().err
-    assert "default model" in err and "is not installed" in err and "--model" in err
+    for model in (["--model", "x4"], []):  # named, and chosen by --model auto (the default)
+        assert run_cli(tmp_path / "a.png", "-o", tmp_path / "o", *model) == 2
+        err = capsys.readouterr().err
+        assert "the shipped model" in err and "is not installed" in err and "--model" in err and err.count("\n") == 1
 
 
 def test_scale_picks_the_shipped_model_of_that_scale(
@@ -176,13 +178,13 @@ def test_scale_picks_the_shipped_model_of_that_scale(
     assets.mkdir()
     for suffix in (".safetensors", ".json"):  # the x2 test model installed as the shipped x2 model
         (assets / f"srformer_x2{suffix}").write_bytes(weights.with_suffix(suffix).read_bytes())
-    monkeypatch.setattr("srformer.infer_cli.DEFAULT_MODEL", assets / "srformer_x4.safetensors")
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", assets)
     Image.fromarray(_rgb(6, 7)).save(tmp_path / "a.png")
     assert run_cli(tmp_path / "a.png", "-o", tmp_path / "o", "--scale", "2") == 0
     assert Image.open(tmp_path / "o" / "a_x2.png").size == (14, 12)
     assert run_cli(tmp_path / "a.png", "-o", tmp_path / "o3", "--scale", "3") == 2
     err = capsys.readouterr().err
-    assert "shipped x3 model" in err and "--model" in err and err.count("\n") == 1
+    assert "'x3' is not installed" in err and "--model" in err and err.count("\n") == 1
 
 
 def test_script_entry_point_without_traceback(tmp_path: Path, weights: Path) -> None:
@@ -243,7 +245,7 @@ def test_output_over_the_format_limit_refused_before_compute(
     tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, ext, width
 ) -> None:
     Image.new("RGB", (width, 1)).save(tmp_path / "wide.png")
-    monkeypatch.setattr("srformer.infer_cli.upscale_bands", _no_compute)
+    monkeypatch.setattr("srformer.upscaling.upscale_bands", _no_compute)
     assert run_cli(tmp_path / "wide.png", "-o", tmp_path / "o", "--model", weights, "--ext", ext) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: wide_x2.") and "pixels per side" in err and err.count("\n") == 1
@@ -258,7 +260,7 @@ def test_too_little_disk_refused_before_compute(
     tmp_path: Path, weights: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     Image.fromarray(_rgb(20, 20)).save(tmp_path / "a.png")
-    monkeypatch.setattr("srformer.infer_cli.upscale_bands", _no_compute)
+    monkeypatch.setattr("srformer.upscaling.upscale_bands", _no_compute)
     monkeypatch.setattr(imageio.shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9, 100))
     assert run_cli(tmp_path / "a.png", "-o", tmp_path / "o", "--model", weights) == 2
     err = capsys.readouterr().err

@@ -12,8 +12,8 @@ from PIL import Image
 
 from srformer import imageio
 from srformer.checkpoint import load_model
+from srformer.commands.upscale import main
 from srformer.imageio import quantize, read_image
-from srformer.infer_cli import main
 from srformer.inference import upscale_tensor
 
 tifffile = pytest.importorskip("tifffile")

@@ -8,6 +8,7 @@ from skimage import data
 from torch import Tensor, nn
 
 from srformer import inference
+from srformer.handle import ModelHandle
 from srformer.imresize import imresize
 from srformer.inference import (
     InferenceError,
@@ -129,8 +130,10 @@ def test_rows_carried_between_bands_are_blended_in(tile: int) -> None:
 
 
 def test_auto_tile_is_a_window_multiple(model_x4: nn.Module) -> None:
-    tile = auto_tile_size(model_x4, torch.device("cpu"))
+    tile = auto_tile_size(ModelHandle.wrap(model_x4), torch.device("cpu"))
     assert tile % model_x4.window_size == 0 and tile >= 2 * model_x4.window_size
+    with pytest.raises(TypeError, match="memory per pixel"):  # a bare module does not know it
+        auto_tile_size(model_x4, torch.device("cpu"))
 
 
 def test_auto_tile_sizes_memory_from_the_model_not_its_config(
@@ -145,9 +148,12 @@ def test_auto_tile_sizes_memory_from_the_model_not_its_config(
             super().__init__()
             self.net, self.window_size = net, model_x4.window_size
 
+        scale = model_x4.scale
+
     wider = Wrapped(nn.Conv2d(3, 4 * model_x4.config["dim"], 3))
     cpu = torch.device("cpu")
-    assert auto_tile_size(wider, cpu) < auto_tile_size(Wrapped(model_x4), cpu) < auto_tile_size(model_x4, cpu)
+    sizes = [auto_tile_size(ModelHandle.wrap(m), cpu) for m in (wider, Wrapped(model_x4), model_x4)]
+    assert sizes[0] < sizes[1] < sizes[2]
 
 
 def test_tta_is_the_mean_of_eight_symmetries(model_x4: nn.Module) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
 
-from srformer.pixels import snap_to_uint8_levels, to_uint8, to_uint8_array
+from srformer import pixels
+from srformer.pixels import quantize, snap_to_uint8_levels, to_uint8, to_uint8_array
 
 
 def near_boundary_values() -> tuple[np.ndarray, np.ndarray]:
@@ -82,3 +85,46 @@ def test_numpy_variant_matches_and_leaves_its_input_alone() -> None:
     np.testing.assert_array_equal(to_uint8_array(flipped), to_uint8(torch.from_numpy(flipped.copy())).numpy())
     np.testing.assert_array_equal(rgb, original)
     assert to_uint8_array(np.array([[12.4, 12.6]]), peak=255.0).tolist() == [[12, 13]]
+
+
+def around_boundaries(bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 values within 4 ulps of level boundaries ``(k + 0.5) / top`` (every level at 8 bits, one in 61 at
+    16), and their levels computed with exact rational arithmetic (Python rounds a Fraction's halves to even)."""
+    top = 2**bits - 1
+    values = []
+    for k in range(0, top, 1 if bits == 8 else 61):
+        centre = np.float32((k + 0.5) / top)
+        values += [centre + np.float32(step) * np.spacing(centre) for step in range(-4, 5)]
+    values = np.array(values + [0.0, 0.5, 1.0], dtype=np.float32)
+    levels = [round(Fraction(float(x)) * top) for x in values]
+    return values, np.array(levels, dtype=np.uint8 if bits == 8 else np.uint16)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_quantize_rounds_the_exact_product_for_tensors_and_arrays(bits: int) -> None:
+    values, levels = around_boundaries(bits)
+    np.testing.assert_array_equal(quantize(values, bits), levels)
+    np.testing.assert_array_equal(quantize(torch.from_numpy(values), bits).numpy(), levels)
+    np.testing.assert_array_equal(quantize(values.astype(np.float64), bits), levels)  # float32 values, in float64
+    float32_product = np.rint(values * np.float32(2**bits - 1))  # the writer's former formula
+    assert not np.array_equal(float32_product, levels)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_quantize_a_piece_at_a_time_is_the_whole_formula(bits: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large images are converted in pieces (contiguous runs, or rows of a strided view): same levels as the
+    formula applied to the whole image in float64, for tensors and arrays alike."""
+    monkeypatch.setattr(pixels, "STEP_ELEMENTS", 1000)  # many pieces, some not a whole number of rows
+    rng = np.random.default_rng(bits)
+    image = rng.uniform(-0.1, 1.1, (37, 41, 3)).astype(np.float32)
+    image[3, 4] = [np.nan, np.inf, -np.inf]
+    top = 2**bits - 1
+    whole = np.round(np.clip(np.nan_to_num(image.astype(np.float64)), 0, 1) * top)
+    for view, expected in ((image, whole), (image[::-1, ::2], whole[::-1, ::2]), (image[..., 1], whole[..., 1])):
+        np.testing.assert_array_equal(quantize(view, bits), expected)
+        np.testing.assert_array_equal(quantize(torch.from_numpy(view.copy()), bits).numpy(), expected)
+    channels_first = torch.from_numpy(image).permute(2, 0, 1)  # not contiguous: pieces of whole rows
+    np.testing.assert_array_equal(quantize(channels_first, bits).numpy(), whole.transpose(2, 0, 1))
+    assert quantize(image, bits).dtype == (np.uint8 if bits == 8 else np.uint16)
+    with pytest.raises(ValueError, match="8 or 16 bits"):
+        quantize(image, 12)

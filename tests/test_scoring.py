@@ -12,11 +12,12 @@ import torch
 from test_pixels import near_boundary_values
 from torch import Tensor
 
-from srformer.compare import Method, score_methods
+from srformer.comparison import Method, score_methods
 from srformer.data.cache import ImageCache
-from srformer.data.io import write_image
 from srformer.errors import SRFormerError
-from srformer.evaluate import evaluate_folder, matlab_bicubic_upscaler
+from srformer.evaluation import evaluate_folder
+from srformer.handle import matlab_bicubic_upscaler
+from srformer.imageio import write_image
 from srformer.metrics import psnr_y, ssim_y
 from srformer.models import build_model
 from srformer.scoring import benchmark_dataset, mean_scores, score_folder, score_sr

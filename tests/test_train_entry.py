@@ -110,6 +110,8 @@ def test_single_run_user_error_exits_2_with_one_sentence(tmp_path: Path) -> None
          + ", ".join(sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")))),
         ("model=huge", "there is no model config 'huge' (configs/model/huge.yaml); available: base, light, small, tiny"),
         ("module.lrr=1e-4", "there is no key 'module.lrr' in the config to override (to add one, use +module.lrr=1e-4)"),
+        ("module.lr=1e-4", "module.lr is now module.optimizer.lr: the optimizer, scheduler and loss are config groups"
+         " (optimizer=adamw, scheduler=cosine, loss=charbonnier; see docs/TRAINING.md)"),
     ],
 )  # fmt: skip
 def test_a_command_line_hydra_cannot_compose_is_one_sentence_and_exit_2(

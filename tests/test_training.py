@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +27,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from srformer.checkpoint import load_model
 from srformer.models import build_model
-from srformer.training import SRLitModule
+from srformer.training import SRLitModule, schedules
 from srformer.training.callbacks import ExportBestWeights, ImagePanel, SampleUpscale, TrainingClock
 from srformer.training.ema import ema_decay_at, make_ema_copy, update_ema
+from srformer.training.losses import CharbonnierLoss
 from srformer.training.module import NonFiniteLossError
 from srformer.training.schedules import MultiStepDecay, WarmupCosine, build_scheduler
 
@@ -117,9 +119,14 @@ def reference_psnr_y(sr: torch.Tensor, hr: torch.Tensor, border: int) -> float:
     return float(10 * np.log10(255**2 / mse))
 
 
-def make_module(**overrides) -> SRLitModule:
-    torch.manual_seed(overrides.pop("seed", 0))
-    settings = {"lr": 1e-3, "scheduler": "constant", "ema_decay": 0.9}
+def make_module(lr: float = 1e-3, seed: int = 0, **overrides) -> SRLitModule:
+    """The tiny model with Adam at ``lr`` (betas 0.9, 0.99) and a constant rate, unless overridden."""
+    torch.manual_seed(seed)
+    settings = {
+        "optimizer": partial(torch.optim.Adam, lr=lr, betas=(0.9, 0.99)),
+        "scheduler": partial(schedules.constant),
+        "ema_decay": 0.9,
+    }
     settings.update(overrides)
     return SRLitModule(net=build_model("tiny", SCALE), preset="tiny", **settings)
 
@@ -195,12 +202,25 @@ def test_ema_update_matches_formula() -> None:
 
 
 # ----------------------------------------------------------------------------------- the module
-def test_hparams_are_primitive_and_rebuild_the_model() -> None:
-    module = make_module(milestones=(5, 7), betas=(0.9, 0.99))
+def test_hparams_are_primitive_and_rebuild_the_model_and_recipe() -> None:
+    module = make_module(
+        scheduler=partial(schedules.multistep, milestones=(7, 5), warmup_steps=2), loss=CharbonnierLoss(0.01)
+    )
     assert module.hparams.arch == module.net.config
-    assert module.hparams.milestones == [5, 7]
+    assert module.hparams.scheduler == {
+        "_target_": "srformer.training.schedules.multistep", "_partial_": True, "milestones": [7, 5], "warmup_steps": 2,
+    }  # fmt: skip
+    assert module.hparams.optimizer["lr"] == 1e-3 and module.hparams.optimizer["betas"] == [0.9, 0.99]
+    assert module.hparams.loss == {"_target_": "srformer.training.losses.CharbonnierLoss", "eps": 0.01}
     rebuilt = SRLitModule(**module.hparams)
     assert rebuilt.net.config == module.net.config
+    assert isinstance(rebuilt.criterion, CharbonnierLoss) and rebuilt.criterion.eps == 0.01
+    # The rebuilt recipe is the same optimizer and schedule, value for value.
+    from test_configs import param_group_values
+
+    first, second = module.configure_optimizers(), rebuilt.configure_optimizers()
+    assert param_group_values(first["optimizer"]) == param_group_values(second["optimizer"])
+    assert first["lr_scheduler"]["scheduler"].state_dict() == second["lr_scheduler"]["scheduler"].state_dict()
 
     def primitive(value) -> bool:
         if isinstance(value, dict):
@@ -274,7 +294,7 @@ def test_validation_uses_ema_weights_and_per_set_psnr(tmp_path: Path) -> None:
 def test_resume_from_last_continues_step_optimizer_and_schedule(tmp_path: Path) -> None:
     """4 steps, stop, resume to 6 == 6 steps in one go (weights, Adam state, learning rate)."""
     data = SyntheticSRData(train_batches=2)
-    settings = {"scheduler": "multistep", "milestones": [5], "gamma": 0.5}
+    settings = {"scheduler": partial(schedules.multistep, milestones=[5], gamma=0.5)}
 
     straight = make_module(**settings)
     make_trainer(tmp_path / "straight", max_steps=6, val_every=100).fit(straight, datamodule=data)
@@ -297,6 +317,37 @@ def test_resume_from_last_continues_step_optimizer_and_schedule(tmp_path: Path) 
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"{name} differs after resume")
+
+
+def test_a_checkpoint_of_the_flat_recipe_resumes_and_says_why_it_cannot_rebuild(tmp_path: Path) -> None:
+    """A checkpoint written when the module took flat switches: the same weights, optimizer and schedule state
+    as now, and hyper-parameters ``optimizer="adam", lr=..., scheduler="multistep", ...``."""
+    from srformer.errors import CheckpointError
+
+    data = SyntheticSRData(train_batches=2)
+    recipe = {"scheduler": partial(schedules.multistep, milestones=[3], gamma=0.5)}
+    first = make_module(**recipe)
+    make_trainer(tmp_path, 2, 2, [last_checkpoint_callback(tmp_path)]).fit(first, datamodule=data)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    saved["hyper_parameters"] = {
+        "arch": first.net.config, "preset": "tiny", "loss": "l1", "charbonnier_eps": 1e-3, "optimizer": "adam",
+        "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.0, "scheduler": "multistep", "warmup_steps": 0,
+        "milestones": [3], "gamma": 0.5, "total_steps": 500_000, "min_lr_ratio": 0.0, "ema_decay": 0.9,
+        "compile": False, "channels_last": False, "nonfinite_loss": "stop",
+    }  # fmt: skip
+    legacy = tmp_path / "legacy.ckpt"
+    torch.save(saved, legacy)
+    with pytest.raises(CheckpointError, match="names its optimizer 'adam', as checkpoints did before .* train.py"):
+        SRLitModule.load_from_checkpoint(legacy, weights_only=True)
+    x = synthetic_image(5, 12, 12)[None]
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(legacy)(x), first.net_ema(x))
+
+    resumed = make_module(seed=99, **recipe)
+    trainer = make_trainer(tmp_path / "resumed", 4, 100)
+    trainer.fit(resumed, datamodule=data, ckpt_path=str(legacy))
+    assert trainer.global_step == 4
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)  # past milestone 3
 
 
 def test_training_clock_is_logged_and_sums_over_resumes(tmp_path: Path, monkeypatch) -> None:
@@ -536,7 +587,7 @@ def test_wandb_offline_run_has_metrics_and_image_panel(tmp_path: Path) -> None:
     for record in records:
         if record.WhichOneof("record_type") == "config":
             config.update({wandb_key(item): json.loads(item.value_json) for item in record.config.update})
-    assert config["model"]["preset"] == "tiny" and config["module"]["lr"] == 2e-4
+    assert config["model"]["preset"] == "tiny" and config["module"]["optimizer"]["lr"] == 2e-4
 
 
 @pytest.mark.slow

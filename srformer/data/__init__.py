@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from srformer.data.datasets import EvalDataset, ImagePair, PatchDataset, find_pairs, list_images
-from srformer.data.io import read_rgb_uint8, write_image
+from srformer.data.io import read_rgb_uint8
 
 if TYPE_CHECKING:
     from srformer.data.datamodule import SRDataModule
@@ -26,7 +26,6 @@ __all__ = [
     "find_pairs",
     "list_images",
     "read_rgb_uint8",
-    "write_image",
 ]
 
 

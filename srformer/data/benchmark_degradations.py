@@ -1,7 +1,7 @@
 """Fixed, seeded degradations that make the LR images of degraded benchmarks, cached like the bicubic LR.
 
 Each is a deterministic function of the HR image, the scale and the image's name, so every machine makes
-the same LR files (used by ``python -m srformer.evaluate --degradation``, ``srformer.compare`` and
+the same LR files (used by ``srformer evaluate --degradation``, ``srformer compare`` and
 validation sets named in the data module's ``degradations``):
 
 * ``D1``: gaussian blur sigma 1.0 on the HR cropped to a multiple of the scale (scipy

@@ -6,9 +6,9 @@ scale is made once with the MATLAB bicubic downscale of the HR image cropped to 
 
 Entries are keyed by the source file's absolute path, size and modification time, so an edited or replaced
 image is decoded again, and the cache can be shared by runs and datasets. Files are written atomically
-(temporary name, then rename), so concurrent processes and interrupted runs never leave a half-written
-entry. A file that cannot be decoded leaves a ``.bad`` note with the reason, so it is skipped (and reported)
-without being decoded again.
+(:mod:`srformer.atomic`: temporary name, fsync, rename), so concurrent processes, interrupted runs and
+crashes never leave a half-written entry. A file that cannot be decoded leaves a ``.bad`` note with the
+reason, so it is skipped (and reported) without being decoded again.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from srformer.atomic import atomic_file
 from srformer.data.datasets import CachedPair, ImagePair
 from srformer.data.io import read_rgb_uint8
 from srformer.errors import DataError, ImageError
@@ -54,10 +55,8 @@ def downscale_uint8(hr: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with atomic_file(path) as f:
         np.save(f, array)
-    os.replace(tmp, path)
 
 
 class ImageCache:
@@ -144,7 +143,5 @@ class ImageCache:
 
 
 def _save_atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    with atomic_file(path, "w") as f:
+        f.write(text + "\n")

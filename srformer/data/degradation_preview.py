@@ -21,8 +21,8 @@ from torch import Tensor
 from srformer.data.cache import ImageCache, default_cache_dir
 from srformer.data.datasets import PatchDataset, find_pairs
 from srformer.data.degradations import RealWorldDegradation
-from srformer.data.io import write_image
 from srformer.errors import DataError, exit_on_user_error
+from srformer.imageio import write_image
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -73,9 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch = patches.__getitems__(indices)
     lr = batch["lr"] if degradation is None else degradation(batch["hr"], seed=args.seed)
     for index, (lr_patch, hr_patch) in enumerate(zip(lr, batch["hr"], strict=True)):
-        write_image(args.out / f"{index:03d}_lr.png", lr_patch)
-        write_image(args.out / f"{index:03d}_hr.png", hr_patch)
-    write_image(args.out / "grid.png", side_by_side(lr, batch["hr"]))
+        write_image(args.out / f"{index:03d}_lr.png", lr_patch.permute(1, 2, 0).numpy(), overwrite=True)
+        write_image(args.out / f"{index:03d}_hr.png", hr_patch.permute(1, 2, 0).numpy(), overwrite=True)
+    write_image(args.out / "grid.png", side_by_side(lr, batch["hr"]).permute(1, 2, 0).numpy(), overwrite=True)
     print(f"{len(indices)} {args.degradation} LR patches and their HR in {args.out}", file=sys.stderr)
     return 0
 

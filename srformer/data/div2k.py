@@ -12,7 +12,8 @@ a crash) continues from where it stopped with an HTTP ``Range`` request, both wi
 and when the command is run again. A download is accepted only when its size equals what the server
 announced, its SHA-256 matches when one is known (``--sha256 NAME=HEX``), and every member of the zip
 passes its CRC-32 check while being extracted. Archives are extracted next to the result under a
-temporary name and moved into place only when complete; folders already in place are not downloaded again.
+temporary name and moved into place only when complete and synced to disk (:func:`srformer.atomic.publish`);
+folders already in place are not downloaded again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import os
 import shutil
 import sys
 import time
@@ -30,6 +30,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from srformer.atomic import publish
 from srformer.errors import DataError, exit_on_user_error
 
 DEFAULT_BASE_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
@@ -163,7 +164,7 @@ def download(url: str, dest: Path, sha256: str | None = None, retries: int = 3, 
     if sha256 is not None and sha256_of(part).lower() != sha256.lower():
         part.unlink()
         raise DataError(f"download of {url} does not match its SHA-256 {sha256}; removed it, try again")
-    os.replace(part, dest)
+    publish(part, dest)
     return dest
 
 
@@ -199,7 +200,7 @@ def extract(zip_path: Path, root: Path, folder: str) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise DataError(f"{zip_path.name} does not contain the expected folder {folder}/")
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(extracted, target)
+    publish(extracted, target)  # every file synced first: a crash must not leave a present-looking broken folder
     shutil.rmtree(staging, ignore_errors=True)
     return target
 

@@ -1,7 +1,8 @@
 """Images as uint8 RGB arrays for datasets, on top of :mod:`srformer.imageio` (the one image decoder).
 
 Decoding goes through :func:`srformer.imageio.read_image`, so datasets get the same handling of EXIF
-orientation, palette/CMYK/16-bit modes, decompression bombs and broken files as ``infer.py``.
+orientation, palette/CMYK/16-bit modes, decompression bombs and broken files as ``infer.py``; images are
+written with :func:`srformer.imageio.write_image`.
 """
 
 from __future__ import annotations
@@ -30,21 +31,6 @@ def read_rgb_uint8(path: str | os.PathLike) -> np.ndarray:
     8 bits. Raises :class:`~srformer.errors.ImageError` for a missing, non-image, corrupt or truncated file.
     """
     return to_uint8_array(imageio.read_image(path).rgb)  # float32 k/255 for 8-bit sources: rounding back is exact
-
-
-def write_image(path: str | os.PathLike, image: np.ndarray | torch.Tensor) -> Path:
-    """Write ``(H, W, 3)`` uint8 or ``(3, H, W)`` float in [0, 1] (clamped, rounded) atomically, replacing
-    an existing file (datasets and caches rewrite their own files)."""
-    if isinstance(image, torch.Tensor):
-        if image.dim() != 3:
-            raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
-        rgb = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-    else:
-        rgb = np.asarray(image, dtype=np.float32) / 255.0
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.write_image(path, rgb, overwrite=True)
-    return path
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from srformer.data.io import write_image
 from srformer.errors import DataError
+from srformer.imageio import write_image
 
 # Colour photos bundled with scikit-image (no network needed); the validation photos are not trained on.
 TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
@@ -38,5 +38,5 @@ def write_skimage_photos(folder: str | Path) -> tuple[Path, Path]:
         for name in names:
             path = folder / split / f"{name}.png"
             if not path.exists():
-                write_image(path, _photo(name))
+                write_image(path, _photo(name), overwrite=True)  # a concurrent run may have written it
     return folder / "train", folder / "val"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +10,14 @@ import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from srformer.atomic import atomic_file
 from srformer.checkpoint import write_failure
 from srformer.errors import CheckpointError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write ``name.ckpt`` as ``.name.ckpt.tmp`` in the same folder, fsync, then rename over the target.
+    """Write ``name.ckpt`` through a temporary file in the same folder, renamed over the target when complete
+    (:mod:`srformer.atomic`).
 
     A run killed mid-write thus keeps its previous ``last.ckpt`` intact (a rename within one file system is
     atomic; Lightning's own transaction stages in the system temp folder, often another file system). A write
@@ -28,19 +29,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
         try:
-            with temporary.open("wb") as file:
+            with atomic_file(path) as file:
                 torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException as err:
-            temporary.unlink(missing_ok=True)  # a failed write leaves neither a broken target nor debris
-            if isinstance(err, OSError):
-                raise CheckpointError(write_failure(path, err)) from err
-            raise
+        except OSError as err:
+            raise CheckpointError(write_failure(path, err)) from err
 
 
 class BestAndLastCheckpoint(ModelCheckpoint):

@@ -1,35 +1,45 @@
 """The LightningModule that trains an :class:`~srformer.models.SRFormer`.
 
-Training: L1 (or Charbonnier) loss on ``(lr, hr)`` patch batches, Adam/AdamW with a per-step schedule,
-an EMA copy of the weights updated after every optimizer step. Validation and test: whole benchmark
+Training: a pixel loss on ``(lr, hr)`` patch batches, an optimizer with a per-step learning-rate schedule,
+an EMA copy of the weights updated after every optimizer step. The loss (an ``nn.Module``), the optimizer
+and the schedule (partials that receive the parameter groups and the optimizer) are Hydra objects chosen in
+``configs/loss/``, ``configs/optimizer/`` and ``configs/scheduler/``, as lightning-hydra-template does: a new
+one needs a YAML file, not a code change. Validation and test: whole benchmark
 images through the EMA weights in fp32, SR clamped and rounded to uint8 levels, Y-channel PSNR/SSIM with
 ``scale`` pixels cropped from each border (the classical protocol), logged per set and as a mean.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch import Tensor
+from hydra.utils import instantiate
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from srformer.data.degradations import RealWorldDegradation, step_seed
-from srformer.errors import SRFormerError
+from srformer.errors import CheckpointError, SRFormerError
 from srformer.models import SRFormer
 from srformer.pixels import snap_to_uint8_levels
 from srformer.scoring import mean_scores, score_sr
 from srformer.training.ema import ema_decay_at, make_ema_copy, update_ema
-from srformer.training.schedules import ScheduleKind, build_scheduler
 
 log = logging.getLogger(__name__)
 
-LossKind = Literal["l1", "charbonnier"]
-OptimizerKind = Literal["adam", "adamw"]
+#: Builds the optimizer from parameter groups, e.g. ``functools.partial(torch.optim.Adam, lr=2e-4)``.
+OptimizerFactory = Callable[[list[dict[str, Any]]], Optimizer]
+#: Builds the per-step schedule from the optimizer, e.g. ``functools.partial(schedules.constant)``.
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
+#: A Hydra ``{"_target_": ..., ...}`` config of one of them, as the checkpoint's hyper-parameters keep it.
+ObjectConfig = Mapping[str, Any]
 EvalStage = Literal["val", "test"]
 NonFiniteAction = Literal["stop", "skip"]
 
@@ -38,9 +48,49 @@ class NonFiniteLossError(SRFormerError):
     """The training loss became NaN or infinite (the run diverged)."""
 
 
-def charbonnier_loss(sr: Tensor, hr: Tensor, eps: float) -> Tensor:
-    """Mean of ``sqrt((sr - hr)^2 + eps^2)``: L1 with a smooth minimum."""
-    return torch.sqrt((sr - hr).square() + eps * eps).mean()
+def object_config(value: Any) -> Any:
+    """The primitive Hydra config that rebuilds ``value``: what the checkpoint's hyper-parameters keep.
+
+    A ``functools.partial`` of a class or function with keyword arguments (what ``_partial_: true`` makes)
+    becomes ``{"_target_": ..., "_partial_": True, **keywords}``; another object (a loss module) becomes
+    ``{"_target_": its class, **arguments}``, its constructor arguments read back from the attributes of the
+    same name (torch's losses and ours keep them so). Mappings and sequences are converted item by item.
+    Raises ``ValueError`` for what cannot be written so (positional arguments, tensors, lost arguments).
+    """
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): object_config(v) for k, v in value.items()}
+    if isinstance(value, Sequence):  # lists, tuples, OmegaConf lists
+        return [object_config(v) for v in value]
+    if isinstance(value, functools.partial):
+        if value.args:
+            raise ValueError(f"give the arguments of {value.func.__qualname__} by keyword, not by position")
+        keywords = {k: object_config(v) for k, v in value.keywords.items()}
+        return {"_target_": _qualified_name(value.func), "_partial_": True, **keywords}
+    if isinstance(value, Tensor):
+        raise ValueError("a tensor cannot be recorded in the checkpoint's hyper-parameters")
+    arguments = {}
+    for name, parameter in inspect.signature(type(value)).parameters.items():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if hasattr(value, name):
+            arguments[name] = object_config(getattr(value, name))
+        elif parameter.default is parameter.empty:
+            raise ValueError(
+                f"{type(value).__name__} cannot be recorded in the checkpoint's hyper-parameters:"
+                f" it does not keep its argument {name!r} as an attribute"
+            )
+    return {"_target_": _qualified_name(type(value)), **arguments}
+
+
+def _qualified_name(target: Any) -> str:
+    return f"{target.__module__}.{target.__qualname__}"
+
+
+def _built(value: Any) -> Any:
+    """``value`` itself, or the object its ``_target_`` config (a checkpoint's hyper-parameters) builds."""
+    return instantiate(dict(value), _convert_="all") if isinstance(value, Mapping) else value
 
 
 class SRLitModule(pl.LightningModule):
@@ -51,15 +101,13 @@ class SRLitModule(pl.LightningModule):
         arch: ``SRFormer`` config dict; taken from ``net.config`` when ``net`` is given. Saved in the
             checkpoint hyperparameters so that a checkpoint rebuilds its own model.
         preset: name of the preset ``net`` was built from (recorded for exports), or ``None``.
-        loss: ``"l1"`` or ``"charbonnier"``.
-        charbonnier_eps: smoothing of the Charbonnier loss, in [0, 1] intensity units.
-        optimizer: ``"adam"`` or ``"adamw"``.
-        lr: base learning rate.
-        betas: Adam betas.
-        weight_decay: applied to weight matrices and conv kernels only, never to biases or norms.
-        scheduler: ``"multistep"`` (multiply by ``gamma`` at ``milestones``), ``"cosine"`` (to
-            ``min_lr_ratio * lr`` at ``total_steps``) or ``"constant"``; all with ``warmup_steps`` linear warmup.
-        total_steps: length of the cosine schedule (usually the trainer's ``max_steps``).
+        optimizer: builds the optimizer from the parameter groups (``configs/optimizer/``, a ``_partial_``
+            of e.g. ``torch.optim.Adam``). Its ``weight_decay`` applies to weight matrices and conv kernels
+            only, never to biases or norms. ``None``: the module can validate, test and export, not train.
+        scheduler: builds the per-step learning-rate schedule from the optimizer (``configs/scheduler/``,
+            a ``_partial_`` of :mod:`srformer.training.schedules` or of a ``torch.optim.lr_scheduler``
+            class), stepped after every optimizer step; ``None`` keeps the optimizer's rate.
+        loss: ``loss(sr, hr)`` on float32 ``(B, 3, H, W)`` batches (``configs/loss/``); ``None``: L1.
         ema_decay: EMA decay per optimizer step (about 0.999); 0 disables the EMA copy.
         compile: ``torch.compile`` the training network (first steps are slow while it compiles).
         channels_last: run the training network in channels-last memory format (faster convs on GPUs).
@@ -70,6 +118,9 @@ class SRLitModule(pl.LightningModule):
             batch's LR with one made from its HR on the training device; ``None`` (``degradation=bicubic``)
             trains on the data's own (MATLAB bicubic) LR, untouched. Not saved in the checkpoint (it is
             not needed to use the model); the run's config records it.
+
+    ``optimizer``, ``scheduler`` and ``loss`` may also be given as their ``_target_`` configs (what the
+    checkpoint's hyper-parameters hold, so that ``load_from_checkpoint`` rebuilds the same recipe).
     """
 
     def __init__(
@@ -77,18 +128,9 @@ class SRLitModule(pl.LightningModule):
         net: SRFormer | None = None,
         arch: dict[str, Any] | None = None,
         preset: str | None = None,
-        loss: LossKind = "l1",
-        charbonnier_eps: float = 1e-3,
-        optimizer: OptimizerKind = "adam",
-        lr: float = 2e-4,
-        betas: Sequence[float] = (0.9, 0.99),
-        weight_decay: float = 0.0,
-        scheduler: ScheduleKind = "multistep",
-        warmup_steps: int = 0,
-        milestones: Sequence[int] = (250_000, 400_000, 450_000, 475_000),
-        gamma: float = 0.5,
-        total_steps: int = 500_000,
-        min_lr_ratio: float = 0.0,
+        optimizer: OptimizerFactory | ObjectConfig | None = None,
+        scheduler: SchedulerFactory | ObjectConfig | None = None,
+        loss: nn.Module | ObjectConfig | None = None,
         ema_decay: float = 0.999,
         compile: bool = False,
         channels_last: bool = False,
@@ -98,33 +140,38 @@ class SRLitModule(pl.LightningModule):
         super().__init__()
         if net is None and arch is None:
             raise ValueError("SRLitModule needs either a network (net) or its config (arch)")
-        if loss not in ("l1", "charbonnier"):
-            raise ValueError(f"unknown loss {loss!r}; use 'l1' or 'charbonnier'")
-        if optimizer not in ("adam", "adamw"):
-            raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam' or 'adamw'")
+        if isinstance(optimizer, str):
+            # What Lightning's load_from_checkpoint passes from a checkpoint written by the flat recipe
+            # (optimizer="adam", lr=..., scheduler="multistep", ...): its other values are not arguments now.
+            raise CheckpointError(
+                f"this training checkpoint names its optimizer {optimizer!r}, as checkpoints did before the"
+                " optimizer, scheduler and loss became config objects: resume it with train.py (ckpt_path=<file>;"
+                " the recipe then comes from the config) or load its weights with srformer.load_model"
+            )
         if nonfinite_loss not in ("stop", "skip"):
             raise ValueError(f"nonfinite_loss must be 'stop' or 'skip', got {nonfinite_loss!r}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.net: SRFormer = net if net is not None else SRFormer(**arch)
-        # Only primitive values go into the checkpoint: the model is rebuilt from ``arch``, never unpickled,
-        # and ``torch.load(weights_only=True)`` can read the file.
+        self.optimizer_factory: OptimizerFactory | None = _built(optimizer)
+        self.scheduler_factory: SchedulerFactory | None = _built(scheduler)
+        self.criterion: nn.Module = _built(loss) if loss is not None else nn.L1Loss()
+        for name, given, built in (
+            ("optimizer", optimizer, self.optimizer_factory),
+            ("scheduler", scheduler, self.scheduler_factory),
+            ("loss", loss, self.criterion),
+        ):
+            if built is not None and not callable(built):
+                raise ValueError(f"{name} must be a callable or its _target_ config, got {given!r}")
+        # Only primitive values go into the checkpoint: the model is rebuilt from ``arch``, the recipe from
+        # ``_target_`` configs, nothing is unpickled, and ``torch.load(weights_only=True)`` can read the file.
         self.save_hyperparameters(
             {
                 "arch": dict(self.net.config),
                 "preset": preset,
-                "loss": loss,
-                "charbonnier_eps": float(charbonnier_eps),
-                "optimizer": optimizer,
-                "lr": float(lr),
-                "betas": [float(b) for b in betas],
-                "weight_decay": float(weight_decay),
-                "scheduler": scheduler,
-                "warmup_steps": int(warmup_steps),
-                "milestones": [int(m) for m in milestones],
-                "gamma": float(gamma),
-                "total_steps": int(total_steps),
-                "min_lr_ratio": float(min_lr_ratio),
+                "optimizer": object_config(optimizer),
+                "scheduler": object_config(scheduler),
+                "loss": object_config(self.criterion),
                 "ema_decay": float(ema_decay),
                 "compile": bool(compile),
                 "channels_last": bool(channels_last),
@@ -171,10 +218,7 @@ class SRLitModule(pl.LightningModule):
         if self.hparams.channels_last:
             lr = lr.contiguous(memory_format=torch.channels_last)
         sr = self.net(lr)
-        if self.hparams.loss == "charbonnier":
-            loss = charbonnier_loss(sr.float(), hr, self.hparams.charbonnier_eps)
-        else:
-            loss = F.l1_loss(sr.float(), hr)
+        loss = self.criterion(sr.float(), hr)
         self._batch_skipped = not self._all_finite(loss)
         if self._batch_skipped:
             return self._on_nonfinite_loss(loss)
@@ -210,23 +254,19 @@ class SRLitModule(pl.LightningModule):
             update_ema(self.net_ema, self.net, decay)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
+        if self.optimizer_factory is None:
+            raise SRFormerError("this SRLitModule was built without an optimizer; give it one to train")
         params = [p for p in self.net.parameters() if p.requires_grad]
+        # Two groups, in this order (checkpoints rely on it): weight matrices and conv kernels take the
+        # optimizer's weight decay; biases and norms never decay.
         groups = [
-            {"params": [p for p in params if p.ndim >= 2], "weight_decay": hp.weight_decay},
+            {"params": [p for p in params if p.ndim >= 2]},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
-        optimizer_class = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        optimizer = optimizer_class(groups, lr=hp.lr, betas=tuple(hp.betas))
-        scheduler = build_scheduler(
-            optimizer,
-            hp.scheduler,
-            total_steps=hp.total_steps,
-            warmup_steps=hp.warmup_steps,
-            milestones=hp.milestones,
-            gamma=hp.gamma,
-            min_ratio=hp.min_lr_ratio,
-        )
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # --------------------------------------------------------------------------- validation and test

@@ -26,7 +26,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 from srformer.checkpoint import load_model
-from srformer.errors import CheckpointError, SRFormerError, report_user_error
+from srformer.errors import CheckpointError, ConfigError, SRFormerError, report_user_error
 from srformer.models import SRFormer
 from srformer.training.callbacks import ExportBestWeights
 from srformer.training.module import SRLitModule
@@ -87,6 +87,18 @@ def load_matching_weights(net: SRFormer, source: str) -> list[str]:
             nn.init.zeros_(group.conv.weight)
             nn.init.zeros_(group.conv.bias)
     return sorted(fresh)
+
+
+def check_recipe_is_objects(cfg: DictConfig) -> None:
+    """``module.optimizer=adamw`` (a name, as the flat recipe took it) replaces the optimizer's config with a
+    string; the group override ``optimizer=adamw`` is what picks one now."""
+    for part in ("optimizer", "scheduler", "loss"):
+        value = cfg.module.get(part)
+        if isinstance(value, str):
+            raise ConfigError(
+                f"module.{part}={value} names a {part} the old way; pick its config with {part}={value}"
+                f" (configs/{part}/*.yaml)"
+            )
 
 
 def _checkpoint_dir(callbacks: list[pl.Callback], output_dir: Path) -> Path:
@@ -180,6 +192,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("init_weights"):
         fresh = load_matching_weights(net, cfg.init_weights)
         log.info("initialised from %s; %d tensors left fresh: %s", cfg.init_weights, len(fresh), fresh)
+    check_recipe_is_objects(cfg)
     module: SRLitModule = instantiate(cfg.module, net=net, _convert_="all")
     callbacks = [instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [instantiate(c, _convert_="all") for c in (cfg.get("logger") or {}).values() if c]

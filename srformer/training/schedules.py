@@ -3,6 +3,9 @@
 Each schedule is a small callable object rather than a closure: ``LambdaLR.state_dict`` saves the
 ``__dict__`` of callable objects, so a resumed run restores the exact schedule it was started with.
 The scheduler is stepped once per optimizer step, so ``step`` is the trainer's ``global_step``.
+
+:func:`multistep`, :func:`warmup_cosine` and :func:`constant` build the :class:`LambdaLR`; the training
+configs name them as Hydra partials (``configs/scheduler/*.yaml``), and ``SRLitModule`` gives them the optimizer.
 """
 
 from __future__ import annotations
@@ -60,6 +63,21 @@ class WarmupCosine:
         return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def multistep(optimizer: Optimizer, milestones: Sequence[int], gamma: float = 0.5, warmup_steps: int = 0) -> LambdaLR:
+    """Multiply the rate by ``gamma`` at each milestone, after an optional linear warmup (``configs/scheduler/``)."""
+    return LambdaLR(optimizer, MultiStepDecay(sorted(int(m) for m in milestones), gamma, warmup_steps))
+
+
+def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> LambdaLR:
+    """Linear warmup, then a half cosine to ``min_ratio`` of the rate at ``total_steps`` (``configs/scheduler/``)."""
+    return LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps, min_ratio))
+
+
+def constant(optimizer: Optimizer, warmup_steps: int = 0) -> LambdaLR:
+    """The base rate after an optional linear warmup (``configs/scheduler/``)."""
+    return LambdaLR(optimizer, MultiStepDecay([], 1.0, warmup_steps))
+
+
 def build_scheduler(
     optimizer: Optimizer,
     kind: ScheduleKind,
@@ -69,13 +87,12 @@ def build_scheduler(
     gamma: float = 0.5,
     min_ratio: float = 0.0,
 ) -> LambdaLR:
-    """A per-step :class:`LambdaLR` of the given kind (``constant`` keeps the rate after the warmup)."""
+    """A schedule chosen by name, for scripts outside Hydra (the benches); training configures
+    :func:`multistep`, :func:`warmup_cosine` or :func:`constant` in ``configs/scheduler/``."""
     if kind == "multistep":
-        factor = MultiStepDecay(sorted(int(m) for m in milestones), gamma, warmup_steps)
-    elif kind == "cosine":
-        factor = WarmupCosine(total_steps, warmup_steps, min_ratio)
-    elif kind == "constant":
-        factor = MultiStepDecay([], 1.0, warmup_steps)
-    else:
-        raise ValueError(f"unknown schedule {kind!r}; use 'multistep', 'cosine' or 'constant'")
-    return LambdaLR(optimizer, factor)
+        return multistep(optimizer, milestones, gamma, warmup_steps)
+    if kind == "cosine":
+        return warmup_cosine(optimizer, total_steps, warmup_steps, min_ratio)
+    if kind == "constant":
+        return constant(optimizer, warmup_steps)
+    raise ValueError(f"unknown schedule {kind!r}; use 'multistep', 'cosine' or 'constant'")

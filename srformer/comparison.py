@@ -1,27 +1,14 @@
-"""Compare checkpoints side by side: ``python -m srformer.compare MODEL [MODEL ...] --data DIR [DIR ...] --scale S``.
-
-A MODEL is a weights file, run folder, community checkpoint, shipped name, or a W&B artifact reference
-(``entity/project/weights-<run id>:best``, as training logs them; downloaded, so ``--wandb-mode online``).
+"""Comparing models side by side, as ``srformer compare`` reports it: protocol scores, cost, crops and W&B runs.
 
 Every model, and MATLAB bicubic as the baseline, is scored on every benchmark folder with the project's
-protocol (:mod:`srformer.evaluate`: HR cropped to a multiple of the scale, MATLAB bicubic LR at uint8 levels,
-SR clamped and rounded, Y-channel PSNR/SSIM with ``scale`` border pixels). Prints a markdown table with PSNR/SSIM
-per dataset, parameters, FLOPs per output pixel and CPU/GPU throughput; writes one PNG grid of crops per image
-(bicubic | model 1 | ... | HR; the crop is the image's most textured region, where methods differ most);
-logs one W&B run per method (offline unless ``--wandb-mode online``), all in one group, each with the same
-crop keys, so W&B's run comparison lines them up (:func:`log_wandb`).
-``--degradation D1|jpeg30|noise10`` makes the LR with that fixed benchmark degradation instead of bicubic,
-as ``srformer.evaluate`` does.
+protocol (:mod:`srformer.evaluation`); :func:`markdown_table` puts PSNR/SSIM per dataset next to parameters,
+FLOPs per output pixel and throughput; :func:`grid_image` draws one grid of crops per image (bicubic | model 1
+| ... | HR; the crop is the image's most textured region, where methods differ most); :func:`log_wandb` logs
+one W&B run per method, all in one group, each with the same crop keys, so W&B's run comparison lines them up.
 """
 
 from __future__ import annotations
 
-import argparse
-import secrets
-import sys
-import tempfile
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,17 +19,14 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
-from srformer.checkpoint import ModelDescriptor, load_any
 from srformer.data.benchmark_degradations import BICUBIC as BICUBIC_LR
-from srformer.data.benchmark_degradations import check_degradation, degradation_names
-from srformer.data.cache import ImageCache, default_cache_dir
-from srformer.errors import SRFormerError, exit_on_user_error, resolve_device
-from srformer.evaluate import matlab_bicubic_upscaler
-from srformer.inference import upscale_tensor
+from srformer.data.cache import ImageCache
+from srformer.errors import SRFormerError
+from srformer.handle import ModelHandle, matlab_bicubic_upscaler, model_upscaler, open_model
 from srformer.pixels import to_uint8
 from srformer.profiling import count_parameters, flops_per_output_pixel, seconds_per_call
 from srformer.scoring import Upscaler, dataset_name, mean_scores, score_folder
-from srformer.tracking import ModelSource, artifact_reference, resolve_model_source
+from srformer.tracking import artifact_reference
 
 BICUBIC = "bicubic"
 
@@ -60,6 +44,8 @@ class Method:
     psnr: dict[str, list[float]] = field(default_factory=dict)
     ssim: dict[str, list[float]] = field(default_factory=dict)
     model: str | None = None  # the loaded model's descriptor name ("srformer tiny x4", "SwinIR x4"); None: bicubic
+    handle: ModelHandle | None = None  # the model; None: bicubic
+    given: str | None = None  # the reference as the user wrote it (a path, a shipped name, a W&B artifact)
 
 
 @dataclass
@@ -203,20 +189,13 @@ def markdown_table(methods: list[Method], datasets: list[str], scale: int, devic
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class ModelOrigin:
-    """Where a compared model came from (a path or a W&B artifact) and what :func:`load_any` found there."""
-
-    source: ModelSource
-    descriptor: ModelDescriptor
-
-
-def method_config(method: Method, origin: ModelOrigin | None, scale: int) -> dict[str, Any]:
+def method_config(method: Method, scale: int) -> dict[str, Any]:
     """What ``method`` is, for its run's config: architecture, scale, cost, and its source (path or artifact
-    version); ``origin`` is ``None`` for bicubic."""
-    if origin is None:
+    version)."""
+    handle = method.handle
+    if handle is None or handle.descriptor is None:
         return {"name": method.name, "architecture": "bicubic (MATLAB)", "scale": scale, "params": 0}
-    descriptor = origin.descriptor
+    descriptor = handle.descriptor
     return {
         "name": method.name,
         "model": method.model,
@@ -225,9 +204,9 @@ def method_config(method: Method, origin: ModelOrigin | None, scale: int) -> dic
         "scale": descriptor.scale,
         "params": method.params,
         "flops_per_px": method.flops_per_px,
-        "source": origin.source.given,
+        "source": method.given,
         "file": str(descriptor.path),
-        "artifact": origin.source.artifact_version,
+        "artifact": None if handle.artifact is None else handle.source,
     }
 
 
@@ -260,7 +239,6 @@ def comparison_table(rows: list[ImageRow], methods: list[Method]) -> Any:
 def log_wandb(
     rows: list[ImageRow],
     methods: list[Method],
-    origins: dict[str, ModelOrigin],
     datasets: list[str],
     config: dict,
     mode: str,
@@ -284,19 +262,18 @@ def log_wandb(
 
     run_dirs = []
     for method in methods:
-        origin = origins.get(method.name)
         try:  # an absolute dir: wandb resolves a relative one against the folder of the process's first run
             run = wandb.init(
                 project=project, entity=entity, group=group, name=method.name, job_type="compare", mode=mode,
-                dir=str(out.resolve()), config={**config, "method": method_config(method, origin, config["scale"])},
+                dir=str(out.resolve()), config={**config, "method": method_config(method, config["scale"])},
                 reinit="finish_previous",
             )  # fmt: skip
         except wandb.errors.Error as err:
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise SRFormerError(f"W&B run could not start ({reason}); the scores and grids above are complete") from err
         try:
-            if origin is not None and origin.source.artifact is not None:
-                run.use_artifact(origin.source.artifact)
+            if method.handle is not None and method.handle.artifact is not None:
+                run.use_artifact(method.handle.artifact)
             run.summary.update(run_summary(method, datasets))
             media: dict[str, Any] = {}
             for row in rows:
@@ -314,11 +291,6 @@ def log_wandb(
     return run_dirs
 
 
-def _model_upscaler(model: nn.Module, tile: int | None, size_multiple: int) -> Upscaler:
-    """``model`` on whole images (or ``tile``-sided tiles aligned to its descriptor's ``size_multiple``)."""
-    return lambda lr: upscale_tensor(model, lr, tile=tile, size_multiple=size_multiple)
-
-
 def build_methods(
     models: list[str],
     scale: int,
@@ -327,101 +299,16 @@ def build_methods(
     cost_side: int,
     repeats: int,
     wandb_mode: str = "offline",
-) -> tuple[list[Method], dict[str, ModelOrigin]]:
-    """Bicubic, then every model :func:`srformer.checkpoint.load_any` reads (ours, or community checkpoints
-    such as SwinIR's ``.pth``), from a path or a W&B artifact reference (downloaded unless ``wandb_mode`` is
-    offline: :func:`srformer.tracking.resolve_model_source`), each labelled by :func:`model_label`; and where
-    each model came from, by label."""
-    # Every source first: a reference that cannot be fetched stops the comparison before any model is loaded.
-    sources = [resolve_model_source(given, wandb_mode) for given in models]
+) -> list[Method]:
+    """Bicubic, then every model :func:`srformer.handle.open_model` opens (ours, community checkpoints such as
+    SwinIR's ``.pth``, shipped names, W&B artifact references, downloaded unless ``wandb_mode`` is offline),
+    each labelled by :func:`model_label`, with its cost measured."""
     methods = [Method(BICUBIC, matlab_bicubic_upscaler(scale))]
-    origins: dict[str, ModelOrigin] = {}
     taken: set[str] = set()
-    for source in sources:
-        loaded = load_any(source.path, device=device, scale=scale)
-        model, descriptor = loaded.model, loaded.descriptor
-        name = model_label(source.given if source.artifact is not None else str(descriptor.path), taken)
-        params, flops, speed = measure_cost(model, scale, device, cost_side, repeats)
-        upscale = _model_upscaler(model, tile, descriptor.size_multiple)
-        methods.append(Method(name, upscale, params, flops, speed, model=descriptor.name))
-        origins[name] = ModelOrigin(source, descriptor)
-    return methods, origins
-
-
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m srformer.compare", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "models",
-        nargs="+",
-        help="weights (.safetensors), Lightning .ckpt files, run folders, community checkpoints (SwinIR .pth, ...)"
-        " or W&B artifacts ([entity/]project/weights-RUNID:best; needs --wandb-mode online)",
-    )
-    parser.add_argument("--data", nargs="+", required=True, type=Path, help="benchmark folders (HR images)")
-    parser.add_argument("--scale", type=int, required=True, help="upscaling factor; every model must have it")
-    parser.add_argument("-o", "--output", type=Path, default=Path("compare"), help="folder for grids and the wandb run")
-    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--tile", type=int, default=0, help="tile side for the models (0: whole images)")
-    parser.add_argument("--crop", type=int, default=96, help="side of the HR crops in the grids (pixels)")
-    parser.add_argument("--cost-size", type=int, default=128, help="input side for FLOPs and throughput")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs for throughput (median)")
-    parser.add_argument(
-        "--wandb-mode",
-        choices=["offline", "online", "disabled"],
-        default="offline",
-        help="offline (default): runs under OUTPUT/wandb, upload later with `wandb sync`; online also downloads"
-        " W&B artifact models",
-    )
-    parser.add_argument("--wandb-project", default="srformer-compare")
-    parser.add_argument("--wandb-entity", default=None, help="W&B team or user of the runs (default: yours)")
-    parser.add_argument("--wandb-group", default=None, help="runs' W&B group (default: compare-TIME-ID)")
-    parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default: ~/.cache/srformer)")
-    parser.add_argument("--no-cache", action="store_true", help="use a temporary cache, removed afterwards")
-    parser.add_argument(
-        "--degradation",
-        default=BICUBIC_LR,
-        help=f"how the LR is made from the HR: {', '.join(degradation_names())} (default: bicubic)",
-    )
-    args = parser.parse_args(argv)
-    check_degradation(args.degradation)
-    if args.scale < 1:
-        raise SRFormerError(f"--scale must be a positive integer, got {args.scale}")
-    for folder in args.data:
-        if not folder.is_dir():
-            raise SRFormerError(f"data folder not found: {folder}")
-    device = resolve_device(args.device)
-    methods, origins = build_methods(
-        args.models, args.scale, device, args.tile or None, args.cost_size, args.repeats, args.wandb_mode
-    )
-    with tempfile.TemporaryDirectory(prefix="srformer-compare-") as tmp:
-        cache = ImageCache(Path(tmp) if args.no_cache else Path(args.cache_dir or default_cache_dir() / "decoded"))
-        rows = score_methods(methods, args.data, args.scale, cache, device, args.crop, args.degradation)
-    datasets = list(dict.fromkeys(row.dataset for row in rows))
-    table = markdown_table(methods, datasets, args.scale, device)
-    print(f"LR: {args.degradation}\n{table}")
-    names = [m.name for m in methods]
-    for row in rows:
-        path = args.output / "grids" / row.dataset / f"{Path(row.name).stem}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        grid_image(row, names).save(path)
-    config = {
-        "models": args.models,
-        "data": [str(d) for d in args.data],
-        "scale": args.scale,
-        "degradation": args.degradation,
-        "table": table,
-    }
-    group = args.wandb_group or f"compare-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    run_dirs = log_wandb(
-        rows, methods, origins, datasets, config, args.wandb_mode, args.wandb_project, group, args.output,
-        args.wandb_entity,
-    )  # fmt: skip
-    print(f"\ngrids: {args.output / 'grids'}", file=sys.stderr)
-    if run_dirs:
-        sync = f"; upload: wandb sync {args.output / 'wandb'}/offline-run-*" if args.wandb_mode == "offline" else ""
-        print(f"W&B: {len(run_dirs)} runs in group {group} under {args.output / 'wandb'}{sync}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    for given in models:
+        handle = open_model(given, scale=scale, device=device, wandb_mode=wandb_mode)
+        name = model_label(given if handle.artifact is not None else str(handle.path), taken)
+        params, flops, speed = measure_cost(handle.module, scale, device, cost_side, repeats)
+        upscale = model_upscaler(handle, tile)
+        methods.append(Method(name, upscale, params, flops, speed, model=handle.name, handle=handle, given=given))
+    return methods

@@ -1,0 +1,374 @@
+"""The training campaign (issue 23): the shipped models trained for as many CPU hours as the project can give,
+on both cores, resumed every session and on any machine.
+
+    python bench/campaign.py status    # each run: CPU hours, steps, restarts, last scores, budget left, state
+    python bench/campaign.py start     # resume the lanes in the background (one process and thread per core)
+    python bench/campaign.py stop      # each run saves its state and stops (then commit bench/campaign/)
+    python bench/campaign.py report    # tables + PSNR-vs-CPU-hours plot, written to docs/BENCHMARKS.md
+
+A run is one ``bench/equal_time.py`` training (one model, one recipe, a budget in CPU minutes with the cosine
+annealed at its end, scored along the way) in its own folder ``bench/campaign/<run>/``. Runs are laid out in
+lanes, one per core; a lane trains its runs one after the other, so runs meant to be compared sit in different
+lanes at the same time (the machine's speed drifts between sessions, see docs/BENCHMARKS.md). More lanes than
+cores is allowed: every run's clock is its own CPU time, so sharing a core slows the wall clock, not the result.
+
+What a run leaves in its folder, and what survives a new machine:
+
+* ``<model>.pt``: the full state (weights, EMA, Adam's moments, clock, step, random state), every CPU minute
+  and at each score point. Git-ignored (about 3x the weights). A run that finds it resumes exactly.
+* ``<model>.resume.safetensors``: the slim state, written with every ``.pt``: weights, EMA, clock, step (= the
+  position in the data stream), random state. Committed. A run that finds only this (a new machine) restarts
+  warm: Adam's moments start from zero and the learning rate ramps up again over 2 CPU minutes
+  (``equal_time.REWARM_SECONDS``); the data order and the schedule go on as before. Each warm restart is
+  counted in ``<model>.json`` (``restarts``) and in the status table.
+* ``<model>.json``: the curve (every score point: CPU minutes, steps, loss, learning rate, Set5/Set14/B100).
+* ``<model>_<minutes>m.safetensors`` (+ ``.json``): the scored (EMA) weights at each score point, loadable by
+  ``python -m srformer.evaluate --model ...``: the weights behind every reported number.
+
+Checkpoint selection never looks at B100: the score points are fixed in advance, and B100 is only reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+ROOT = HERE / "campaign"  # runs' folders (committed state), logs/ and lane files (ignored)
+SETS = ("Set5", "Set14", "B100")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training of the campaign: ``bench/equal_time.py`` arguments and where it sits."""
+
+    name: str  # folder name under bench/campaign/
+    model: str  # a bench/peers.py name: "light", "light:none", "small", ...
+    minutes: float  # the budget: CPU minutes, the cosine annealed at the end
+    lane: int  # which core's queue
+    purpose: str
+    patch: int = 32
+    scale: int = 4
+    amp: str = "fp32"
+    init: str = ""  # "<run>@<minutes>": start from that run's scored weights at that point
+    points: tuple[float, ...] = (15, 30, 60, 120, 240, 480, 720, 960, 1200)
+    extra: tuple[str, ...] = field(default=())  # more equal_time.py arguments
+
+    @property
+    def folder(self) -> Path:
+        return ROOT / self.name
+
+    @property
+    def stem(self) -> str:
+        return self.model.replace(":", "_").replace("+", "_")
+
+    def init_file(self) -> tuple[str, float]:
+        """(path relative to the repository, CPU minutes that made it) of the start, or ("", 0)."""
+        if not self.init:
+            return "", 0.0
+        source, minutes = self.init.split("@")
+        start = RUNS[source]
+        path = start.folder / f"{start.stem}_{float(minutes):g}m.safetensors"
+        # relative: the path is part of the run's identity, which must not depend on where the checkout is
+        where = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+        return str(where), float(minutes) + start.init_file()[1]
+
+    def command(self) -> list[str]:
+        init, init_minutes = self.init_file()
+        marks = [p for p in self.points if p < self.minutes]
+        return [
+            sys.executable,
+            str(HERE / "equal_time.py"),
+            "--models", self.model,
+            "--minutes", f"{self.minutes:g}",
+            "--horizon", f"{self.minutes:g}",
+            "--patch", str(self.patch),
+            "--scale", str(self.scale),
+            "--amp", self.amp,
+            *(["--init", init, "--init-minutes", f"{init_minutes:g}"] if init else []),
+            "--points", *(f"{p:g}" for p in marks), f"{self.minutes:g}",
+            "--save-every", "1",
+            "--folder", str(self.folder),
+            "--no-write",
+            *self.extra,
+        ]  # fmt: skip
+
+
+# The plan, in the order each lane trains it. Later stages are added here when the earlier ones have decided
+# them (a lane stops when it has nothing left). 60-CPU-minute recipe screen first (issue 23: at most 4 CPU hours).
+PLAN: list[Run] = [
+    Run("recipe-p32", "light", 60, lane=0, purpose="recipe screen: LR patch 32 (the 2-hour comparisons' recipe)"),
+    Run("recipe-p48", "light", 60, lane=1, purpose="recipe screen: LR patch 48 (attention sees 3x3 windows)", patch=48),
+    # One factor at a time against recipe-p32, all four at once (the same machine conditions for every variant).
+    Run("recipe-bf16", "light", 60, lane=2, purpose="recipe screen: bf16 autocast, patch 32", amp="bf16"),
+    Run("recipe-x2stage", "light", 20, lane=3, purpose="recipe screen: the x2 stage of x2start", scale=2),
+    Run(
+        "recipe-x2start",
+        "light",
+        40,
+        lane=3,
+        purpose="recipe screen: x4 from 20 CPU min of x2",
+        init="recipe-x2stage@20",
+    ),
+]
+RUNS = {run.name: run for run in PLAN}
+
+
+# --- state of a run, read from its folder -----------------------------------------------------------------
+
+
+@dataclass
+class RunState:
+    spent: float = 0.0  # CPU seconds (this run's own; init_minutes not included)
+    step: int = 0
+    restarts: int = 0
+    points: list[dict] = field(default_factory=list)
+
+    @property
+    def last(self) -> dict | None:
+        return self.points[-1] if self.points else None
+
+
+def read_state(run: Run) -> RunState:
+    state = RunState()
+    results = run.folder / f"{run.stem}.json"
+    if results.is_file():
+        saved = json.loads(results.read_text())
+        state.points = saved["points"]
+        state.restarts = saved.get("restarts", 0)
+        if state.points:
+            state.spent, state.step = state.points[-1]["seconds"], state.points[-1]["steps"]
+    slim = run.folder / f"{run.stem}.resume.safetensors"
+    if slim.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(slim), framework="pt") as file:
+            progress = json.loads(file.metadata()["progress"])
+        if progress["spent"] >= state.spent:
+            state.spent, state.step = progress["spent"], progress["step"]
+            state.restarts = max(state.restarts, len(progress["restarts"]))
+    return state
+
+
+def is_done(run: Run) -> bool:
+    return any(abs(p.get("mark_minutes", p["minutes"]) - run.minutes) < 1e-6 for p in read_state(run).points)
+
+
+# --- lanes: background processes ---------------------------------------------------------------------------
+
+
+def lane_file(lane: int) -> Path:
+    return ROOT / "logs" / f"lane{lane}.json"
+
+
+def lane_status(lane: int) -> dict | None:
+    """The lane's pid and current run if its process is alive, else None."""
+    path = lane_file(lane)
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    try:
+        os.kill(info["pid"], 0)
+    except (ProcessLookupError, PermissionError):
+        return None
+    return info
+
+
+def run_lane(lane: int) -> int:
+    """Train the lane's runs in order (skipping finished ones), each in a child process on one thread."""
+    stopping: list[int] = []
+    child: subprocess.Popen | None = None
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.append(signum)
+        if child is not None:
+            child.send_signal(signal.SIGTERM)  # the run saves after its current step and exits
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    for run in (r for r in PLAN if r.lane == lane):
+        if stopping:
+            break
+        if is_done(run):
+            continue
+        init, _ = run.init_file()
+        if init and not (REPO / init).is_file():
+            print(f"lane {lane}: {run.name} waits for {init}; lane stops", flush=True)
+            return 1
+        lane_file(lane).write_text(json.dumps({"pid": os.getpid(), "run": run.name, "since": time.time()}))
+        print(f"lane {lane}: {run.name}: {' '.join(run.command()[1:])}", flush=True)
+        log = (ROOT / "logs" / f"{run.name}.log").open("a")
+        child = subprocess.Popen(run.command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        code = child.wait()
+        log.close()
+        if code != 0:
+            print(f"lane {lane}: {run.name} exited with {code} (see logs/{run.name}.log); lane stops", flush=True)
+            return code
+    lane_file(lane).unlink(missing_ok=True)
+    print(f"lane {lane}: {'stopped' if stopping else 'nothing left to train'}", flush=True)
+    return 0
+
+
+def start() -> None:
+    (ROOT / "logs").mkdir(parents=True, exist_ok=True)
+    for lane in sorted({run.lane for run in PLAN}):
+        if lane_status(lane):
+            print(f"lane {lane}: already running ({lane_status(lane)})")
+            continue
+        if all(is_done(run) for run in PLAN if run.lane == lane):
+            print(f"lane {lane}: every run done")
+            continue
+        log = (ROOT / "logs" / f"lane{lane}.log").open("a")
+        process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "lane", str(lane)],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the shell that started it
+        )
+        print(f"lane {lane}: started (pid {process.pid}), log bench/campaign/logs/lane{lane}.log")
+
+
+def stop(wait: float = 300.0) -> None:
+    """SIGTERM to every lane: the current run writes its state after the step it is in, then everything exits."""
+    pids = []
+    for lane in sorted({run.lane for run in PLAN}):
+        info = lane_status(lane)
+        if info:
+            os.kill(info["pid"], signal.SIGTERM)
+            pids.append(info["pid"])
+    deadline = time.time() + wait
+    for pid in pids:
+        while time.time() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(1)
+    print(f"stopped {len(pids)} lane(s)" if pids else "no lane was running")
+
+
+# --- status and report -------------------------------------------------------------------------------------
+
+
+def scores_cell(point: dict | None) -> str:
+    if point is None:
+        return "-"
+    return " / ".join(f"{point['scores'][s]['psnr']:.2f}" if s in point["scores"] else "-" for s in SETS)
+
+
+def status_table() -> str:
+    running = {info["run"] for lane in {r.lane for r in PLAN} if (info := lane_status(lane))}
+    head = "| run | model | recipe | lane | CPU h (of budget) | steps | restarts | last point: Set5 / Set14 / B100 | state |"
+    lines = [head, "|---|---|---|---:|---|---:|---:|---|---|"]
+    for run in PLAN:
+        state = read_state(run)
+        _, init_minutes = run.init_file()
+        recipe = f"x{run.scale}, p{run.patch}, {run.amp}" + (f", from {run.init}" if run.init else "")
+        hours = f"{(init_minutes * 60 + state.spent) / 3600:.2f} ({(init_minutes + run.minutes) / 60:.2f})"
+        last = state.last
+        at = f" at {last.get('mark_minutes', last['minutes']):g} min" if last else ""
+        done = is_done(run)
+        where = "running" if run.name in running else "done" if done else "waiting"
+        lines.append(
+            f"| {run.name} | {run.model} | {recipe} | {run.lane} | {hours} | {state.step:,} | {state.restarts} "
+            f"| {scores_cell(last)}{at} | {where} |"
+        )
+    return "\n".join(lines)
+
+
+def curves_table() -> str:
+    """Every score point of every run: CPU minutes (including the start's), steps, Set5 / Set14 / B100."""
+    lines = ["| run | CPU min | steps | Set5 / Set14 / B100 | weights |", "|---|---:|---:|---|---|"]
+    for run in PLAN:
+        _, init_minutes = run.init_file()
+        for point in read_state(run).points:
+            minutes = init_minutes + point.get("mark_minutes", point["minutes"])
+            weights = point.get("weights", "")
+            path = f"`bench/campaign/{run.name}/{weights}`" if weights else ""
+            lines.append(f"| {run.name} | {minutes:g} | {point['steps']:,} | {scores_cell(point)} | {path} |")
+    return "\n".join(lines)
+
+
+def plot(path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SETS), figsize=(5.2 * len(SETS), 4.2), constrained_layout=True)
+    for axis, set_name in zip(axes, SETS, strict=True):
+        for run in PLAN:
+            _, init_minutes = run.init_file()
+            points = [p for p in read_state(run).points if set_name in p["scores"]]
+            if points:
+                hours = [(init_minutes * 60 + p["seconds"]) / 3600 for p in points]
+                axis.plot(hours, [p["scores"][set_name]["psnr"] for p in points], marker="o", label=run.name)
+        axis.set_xlabel("training time (CPU hours, one thread)")
+        axis.set_ylabel(f"{set_name} PSNR-Y (dB)")
+        axis.set_title(set_name)
+        axis.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Training campaign (x4, BSD400, one CPU thread per run): PSNR against CPU time", fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(write: bool) -> str:
+    sys.path.insert(0, str(HERE))
+    from report import write_section
+
+    body = (
+        "`python bench/campaign.py report` (runs and their state: `bench/campaign/`, plan: `bench/campaign.py`)\n\n"
+        "Each run trains on one CPU thread (process time, scoring excluded) with bench/equal_time.py's recipe: "
+        "BSD400, batch 8, L1, Adam 5e-4 (0.9, 0.99), 3-minute warmup then cosine to 0 at the run's budget, as a "
+        "function of CPU time; EMA of the weights (2-CPU-minute half-life) scored: Y-PSNR, MATLAB bicubic LR, "
+        "full sets. A run started from another one's weights counts that run's CPU time in its own.\n\n"
+        f"{status_table()}\n\nEvery score point:\n\n{curves_table()}"
+    )
+    if write:
+        image = REPO / "docs" / "campaign.png"
+        plot(image)
+        body += "\n\n![PSNR against CPU hours, every campaign run](campaign.png)"
+        write_section("Training campaign (issue 23)", body)
+    return body
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("status", help="each run's CPU hours, steps, restarts, last scores, budget, state")
+    sub.add_parser("start", help="resume every lane in the background")
+    sub.add_parser("stop", help="every run saves and stops")
+    lane = sub.add_parser("lane", help="train one lane's runs in order (what start runs in the background)")
+    lane.add_argument("lane", type=int)
+    rep = sub.add_parser("report", help="tables and plot into docs/BENCHMARKS.md")
+    rep.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    if args.action == "status":
+        print(status_table())
+    elif args.action == "start":
+        start()
+    elif args.action == "stop":
+        stop()
+    elif args.action == "lane":
+        return run_lane(args.lane)
+    elif args.action == "report":
+        print(report(write=not args.no_write))
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

@@ -1,0 +1,228 @@
+"""The training campaign's resume guarantees (issue 23): an interrupted run equals an uninterrupted one when its
+full state survives; a new machine restarts warm from the slim, committed state; the campaign's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import campaign  # noqa: E402
+import equal_budget  # noqa: E402
+import equal_time  # noqa: E402
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+class FakeClock:
+    """One second per reading: the schedule depends on the clock, so a repeatable clock makes runs comparable."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def write_photos(folder: Path, count: int, size: int, seed: int) -> None:
+    """Smooth random colour fields (something like photos, nothing like noise)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        small = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((size, size), Image.BICUBIC).save(folder / f"{i:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real BSD400 when this machine has it (../shared/data), else generated images laid out the same way."""
+    if (SHARED_DATA / "train" / "BSD400").is_dir():
+        return SHARED_DATA
+    root = tmp_path_factory.mktemp("data")
+    write_photos(root / "train" / "BSD400", count=4, size=96, seed=0)
+    write_photos(root / "benchmark" / "Set5", count=2, size=48, seed=1)
+    return root
+
+
+def cache_for(data: Path, tmp_path: Path) -> str | None:
+    """The shared decoded-image cache for the real BSD400 (decoded once per machine, minutes), a fresh one else."""
+    return None if data == SHARED_DATA else str(tmp_path / "cache")
+
+
+def stream_for(data: Path, recipe: equal_time.Recipe, cache: str | None) -> equal_budget.PatchStream:
+    return equal_budget.patch_stream(data, recipe.scale, recipe.patch, recipe.batch, recipe.seed, cache)
+
+
+def states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+RECIPE = equal_time.Recipe(horizon=6.0, warmup=2.0, ema_half_life=2.0, batch=2, patch=32)
+
+
+def test_interrupted_run_on_real_patches_equals_an_uninterrupted_one(data_root: Path, tmp_path: Path) -> None:
+    """Weights, EMA, data order, random crops, random state and schedule: bit for bit after a stop and resume."""
+    cache = cache_for(data_root, tmp_path)
+    seen: dict[str, list[torch.Tensor]] = {"straight": [], "resumed": []}
+
+    def recording(batches, into: list[torch.Tensor]):
+        for batch in batches:
+            into.append(batch["lr"].clone())
+            yield batch
+
+    straight = equal_time.TimedRun("light", RECIPE)
+    straight.train_until(4.0, recording(stream_for(data_root, RECIPE, cache).batches(0), seen["straight"]),
+                         FakeClock(), [], print)  # fmt: skip
+    straight_rng, straight_lr = torch.get_rng_state(), straight.optimizer.param_groups[0]["lr"]
+
+    first = equal_time.TimedRun("light", RECIPE)
+    first.train_until(2.0, recording(stream_for(data_root, RECIPE, cache).batches(0), seen["resumed"]),
+                      FakeClock(), [], print)  # fmt: skip
+    first.save(tmp_path / "light.pt")
+    del first
+    torch.manual_seed(12345)  # as in a new process: another random state until the checkpoint restores it
+    resumed = equal_time.TimedRun("light", RECIPE)
+    assert resumed.resume(tmp_path / "light.pt") == "exact"
+    assert (resumed.step, resumed.spent, resumed.restarts) == (2, 2.0, [])
+    resumed.train_until(4.0, recording(stream_for(data_root, RECIPE, cache).batches(resumed.step), seen["resumed"]),
+                        FakeClock(), [], print)  # fmt: skip
+
+    assert len(seen["straight"]) == len(seen["resumed"]) == 4
+    for a, b in zip(seen["straight"], seen["resumed"], strict=True):
+        assert torch.equal(a, b)  # the same patches, crops and flips, in the same order
+    assert not torch.equal(seen["straight"][0], seen["straight"][1])
+    assert states_equal(straight.model, resumed.model)
+    assert states_equal(straight.ema, resumed.ema)
+    assert torch.equal(torch.get_rng_state(), straight_rng)
+    assert resumed.optimizer.param_groups[0]["lr"] == straight_lr
+    for a, b in zip(straight.optimizer.state.values(), resumed.optimizer.state.values(), strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_new_machine_restarts_warm_from_the_slim_state(tmp_path: Path) -> None:
+    stream = equal_budget.PatchStream(SyntheticPatches(), batch_size=2, seed=0)
+    run = equal_time.TimedRun("tiny", RECIPE)
+    run.train_until(3.0, stream.batches(0), FakeClock(), [], print)
+    run.save(tmp_path / "tiny.pt")
+    slim = tmp_path / "tiny.resume.safetensors"
+    assert slim.is_file()
+    assert slim.stat().st_size < (tmp_path / "tiny.pt").stat().st_size  # no optimizer moments in it
+    (tmp_path / "tiny.pt").unlink()  # what a new machine sees: only the committed files
+
+    warm = equal_time.TimedRun("tiny", RECIPE)
+    assert warm.resume(tmp_path / "tiny.pt") == "warm"
+    assert (warm.step, warm.spent, warm.restarts) == (3, 3.0, [3.0])
+    assert states_equal(warm.model, run.model) and states_equal(warm.ema, run.ema)
+    assert not warm.optimizer.state  # Adam starts over ...
+    assert warm.learning_rate() == pytest.approx(0.01 * RECIPE.lr * RECIPE.lr_factor(3.0))  # ... at a low rate
+    warm.spent += equal_time.REWARM_SECONDS
+    assert warm.learning_rate() == pytest.approx(RECIPE.lr * RECIPE.lr_factor(warm.spent))  # back on schedule
+    warm.spent -= equal_time.REWARM_SECONDS
+
+    warm.train_until(5.0, stream.batches(warm.step), FakeClock(), [], print)
+    warm.save(tmp_path / "tiny.pt")
+    again = equal_time.TimedRun("tiny", RECIPE)
+    assert again.resume(tmp_path / "tiny.pt") == "exact"
+    assert again.restarts == [3.0]  # the count of warm restarts survives
+    (tmp_path / "tiny.pt").replace(tmp_path / "step5.pt")
+    warm.train_until(6.0, stream.batches(warm.step), FakeClock(), [], print)
+    warm.save(tmp_path / "tiny.pt")
+    (tmp_path / "step5.pt").replace(tmp_path / "tiny.pt")  # a full state behind the slim one: not used
+    ahead = equal_time.TimedRun("tiny", RECIPE)
+    assert ahead.resume(tmp_path / "tiny.pt") == "warm"
+    assert (ahead.step, ahead.restarts) == (6, [3.0, 6.0])
+
+
+def test_slim_state_of_another_recipe_is_refused(tmp_path: Path) -> None:
+    run = equal_time.TimedRun("tiny", RECIPE)
+    run.save_slim(tmp_path / "tiny.resume.safetensors")
+    other = equal_time.TimedRun("tiny", equal_time.Recipe(horizon=7.0, warmup=2.0, ema_half_life=2.0, batch=2))
+    with pytest.raises(SystemExit, match="another architecture or recipe"):
+        other.resume(tmp_path / "tiny.pt")
+
+
+def test_later_recipe_fields_at_their_defaults_keep_earlier_names() -> None:
+    plain = equal_time.Recipe()
+    assert "amp" not in plain.as_record() and "init" not in plain.as_record()
+    assert plain.key() == "x4_b8_p32_lr0.0005_h120m_w3m_min0_ema2m_seed0"
+    assert equal_time.Recipe(amp="bf16").key().endswith("_bf16")
+    assert equal_time.Recipe(amp="bf16").amp_dtype == torch.bfloat16
+    assert "_init-light_20m" in equal_time.Recipe(init="bench/campaign/a/light_20m.safetensors").key()
+
+
+def test_training_writes_the_weights_of_every_score_point_and_stops_on_a_signal(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole path of one run: score points with their weights, the slim state, a stop that saves first."""
+    args = argparse.Namespace(
+        minutes=0.02, points=[0.01], data=data_root, sets=["Set5"], cache_dir=cache_for(data_root, tmp_path),
+        restart=False, threads=1, save_every=5, log_every=5,
+    )  # fmt: skip
+    recipe = equal_time.Recipe(horizon=1.2, warmup=0.1, ema_half_life=0.5, batch=2, patch=24)
+    results = equal_time.train_model("tiny", recipe, args, tmp_path / "run")
+    marks = [p["mark_minutes"] for p in results["points"]]
+    assert marks == [0.01, 0.02]
+    from srformer.checkpoint import load_model
+
+    for point in results["points"]:
+        assert load_model(tmp_path / "run" / point["weights"]).scale == 4
+    assert (tmp_path / "run" / "tiny.resume.safetensors").is_file()
+    saved = json.loads((tmp_path / "run" / "tiny.json").read_text())
+    assert [p["weights"] for p in saved["points"]] == ["tiny_0.01m.safetensors", "tiny_0.02m.safetensors"]
+
+    args.minutes, args.points = 0.2, [0.1]
+    monkeypatch.setattr(equal_time, "stop_on_signals", _StopNow)  # as if SIGTERM arrived during the first step
+    with pytest.raises(SystemExit, match="stopped at"):
+        equal_time.train_model("tiny", recipe, args, tmp_path / "run")
+    again = equal_time.TimedRun("tiny", recipe)
+    assert again.resume(tmp_path / "run" / "tiny.pt") == "exact"
+
+
+class _StopNow:
+    def __enter__(self):
+        return lambda: True
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class SyntheticPatches:
+    def __len__(self) -> int:
+        return 12
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        n = len(indices)
+        return {"lr": torch.rand(n, 3, 8, 8), "hr": torch.rand(n, 3, 32, 32)}
+
+
+def test_campaign_runs_build_their_commands_and_read_their_state(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(campaign, "ROOT", tmp_path)
+    stage = campaign.Run("x2-stage", "light", 20, lane=0, purpose="t", scale=2, patch=48)
+    after = campaign.Run("x2-start", "light", 40, lane=0, purpose="t", patch=48, init="x2-stage@20")
+    monkeypatch.setattr(campaign, "PLAN", [stage, after])
+    monkeypatch.setattr(campaign, "RUNS", {"x2-stage": stage, "x2-start": after})
+    command = after.command()
+    assert command[command.index("--init") + 1].endswith("x2-stage/light_20m.safetensors")
+    assert command[command.index("--init-minutes") + 1] == "20"
+    assert command[command.index("--points") + 1 : command.index("--save-every")] == ["15", "30", "40"]
+    assert command[command.index("--folder") + 1] == str(tmp_path / "x2-start")
+    assert not campaign.is_done(stage)
+
+    stage.folder.mkdir()
+    point = {"minutes": 20.01, "mark_minutes": 20, "seconds": 1200.5, "steps": 900,
+             "scores": {"Set5": {"psnr": 30.5, "ssim": 0.8}}}  # fmt: skip
+    (stage.folder / "light.json").write_text(json.dumps({"points": [point], "restarts": 1}))
+    assert campaign.is_done(stage)
+    table = campaign.status_table()
+    assert "| x2-stage | light | x2, p48, fp32 | 0 | 0.33 (0.33) | 900 | 1 | 30.50 / - / - at 20 min | done |" in table
+    assert "| x2-start | light | x4, p48, fp32, from x2-stage@20 | 0 | 0.33 (1.00) | 0 | 0 | - | waiting |" in table
