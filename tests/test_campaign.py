@@ -49,7 +49,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if (SHARED_DATA / "train" / "BSD400").is_dir():
         return SHARED_DATA
     root = tmp_path_factory.mktemp("data")
-    write_photos(root / "train" / "BSD400", count=4, size=96, seed=0)
+    write_photos(root / "train" / "BSD400", count=4, size=160, seed=0)  # one 128-px HR patch (x4, LR 32) fits
     write_photos(root / "benchmark" / "Set5", count=2, size=48, seed=1)
     return root
 
