@@ -28,6 +28,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("srformer.commands.export", "export a model to ONNX (and TorchScript), checked against PyTorch"),
     "explain": ("srformer.commands.explain", "attention maps and Local Attribution Maps of a model"),
     "serve": ("srformer.commands.serve", "a local web page to upscale an image and compare models"),
+    "prepare-div2k": ("srformer.commands.prepare_div2k", "download and unpack DIV2K (resumable, checksummed)"),
+    "preview-degradation": (
+        "srformer.commands.preview_degradation",
+        "save a batch of degraded training patches as PNGs, to look at a degradation config",
+    ),
     "upscale-dataset": (
         "srformer.commands.upscale_dataset",
         "upscale a folder, glob or manifest of any size, resumable, locally or on Ray Data",

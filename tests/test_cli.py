@@ -134,11 +134,6 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-#: Library modules that still hold a command-line face of their own (data preparation, not dispatched by
-#: ``srformer``); every other library module is free of argparse.
-_ARGPARSE_NOT_YET_MOVED = {"srformer/data/div2k.py", "srformer/data/degradation_preview.py"}
-
-
 def test_commands_sit_above_the_library_and_beside_each_other() -> None:
     """Library modules import neither a command, the dispatcher nor argparse; no command imports another."""
     package = REPO / "srformer"
@@ -153,5 +148,4 @@ def test_commands_sit_above_the_library_and_beside_each_other() -> None:
         elif name not in faces:
             upward = {m for m in imports if m.startswith(("srformer.commands", "srformer.cli"))}
             assert not upward, (name, upward)
-            if name not in _ARGPARSE_NOT_YET_MOVED:
-                assert "argparse" not in imports, name
+            assert "argparse" not in imports, name

@@ -15,6 +15,7 @@ import skimage.data
 import torch
 from PIL import Image
 
+from srformer.commands.preview_degradation import main as preview_main
 from srformer.data.benchmark_degradations import (
     BENCHMARK_DEGRADATIONS,
     degrade_d1,
@@ -24,7 +25,6 @@ from srformer.data.benchmark_degradations import (
 from srformer.data.cache import ImageCache
 from srformer.data.datasets import ImagePair
 from srformer.data.degradation_preview import load_degradation
-from srformer.data.degradation_preview import main as preview_main
 from srformer.data.degradations import (
     KERNEL_KINDS,
     BlurStep,

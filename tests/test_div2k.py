@@ -15,6 +15,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from srformer.commands import prepare_div2k
 from srformer.data import div2k
 from srformer.data.cache import ImageCache
 from srformer.data.datasets import find_pairs
@@ -141,7 +142,7 @@ def test_prepare_resumes_broken_transfers(server: FileServer, archives, tmp_path
 def test_interrupted_run_resumes_in_the_next_run(archives, tmp_path: Path, no_sleep, capsys) -> None:
     data = archives["DIV2K_valid_HR.zip"]
     with FileServer(archives, drops=1) as server:
-        exit_code = div2k.main(
+        exit_code = prepare_div2k.main(
             ["--root", str(tmp_path), "--splits", "valid", "--hr-only", "--base-url", server.url, "--retries", "0"]
         )
         assert exit_code == 2
@@ -149,7 +150,7 @@ def test_interrupted_run_resumes_in_the_next_run(archives, tmp_path: Path, no_sl
         part = tmp_path / "DIV2K_valid_HR.zip.part"
         assert part.stat().st_size == len(data) // 2
         assert (
-            div2k.main(
+            prepare_div2k.main(
                 ["--root", str(tmp_path), "--splits", "valid", "--hr-only", "--base-url", server.url, "--keep-archives"]
             )
             == 0
@@ -191,7 +192,7 @@ def test_unsafe_paths_and_wrong_contents(tmp_path: Path) -> None:
 def test_missing_file_and_bad_arguments(server: FileServer, tmp_path: Path, capsys) -> None:
     with pytest.raises(DataError, match="HTTP 404"):
         div2k.download(server.url + "nothing.zip", tmp_path / "n.zip", timeout=5)
-    assert div2k.main(["--root", str(tmp_path), "--scales", "8"]) == 2
+    assert prepare_div2k.main(["--root", str(tmp_path), "--scales", "8"]) == 2
     assert capsys.readouterr().err.strip() == "error: DIV2K has bicubic LR images for x2, x3 and x4, not x8"
     assert [a.name for a in div2k.archives(["train"], [2, 4])] == [
         "DIV2K_train_HR.zip",

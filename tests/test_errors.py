@@ -105,7 +105,8 @@ def test_every_entry_point_reports_a_bad_device_the_same_way(
     [
         "srformer.commands.evaluate",
         "srformer.commands.explain",
-        "srformer.data.div2k",
+        "srformer.commands.prepare_div2k",
+        "srformer.commands.preview_degradation",
         "srformer.commands.compare",
         "srformer.commands.upscale",
         "srformer.commands.export",

@@ -2,7 +2,7 @@
 
 Degradations: random real-world ones for training batches in :mod:`srformer.data.degradations` (Hydra group
 ``configs/degradation/``), fixed seeded ones for degraded benchmarks (``D1``, ...) in
-:mod:`srformer.data.benchmark_degradations`; ``python -m srformer.data.degradation_preview`` saves a
+:mod:`srformer.data.benchmark_degradations`; ``srformer preview-degradation`` saves a
 degraded batch as PNGs.
 
 ``SRDataModule`` is imported on first use, so that reading images or datasets does not load Lightning.

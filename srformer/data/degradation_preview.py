@@ -1,6 +1,6 @@
 """Save one batch of degraded training patches as PNGs, to look at what a degradation config makes.
 
-    python -m srformer.data.degradation_preview --degradation photo --data ../shared/data/train/BSD400 --out preview
+    srformer preview-degradation --degradation photo --data ../shared/data/train/BSD400 --out preview
 
 Takes random HR patches from the training folder (as the data module does), degrades them with
 ``configs/degradation/<name>.yaml`` exactly as training would for one step, and writes ``NNN_lr.png``,
@@ -9,9 +9,6 @@ Takes random HR patches from the training folder (as the data module does), degr
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -21,7 +18,7 @@ from torch import Tensor
 from srformer.data.cache import ImageCache, default_cache_dir
 from srformer.data.datasets import PatchDataset, find_pairs
 from srformer.data.degradations import RealWorldDegradation
-from srformer.errors import DataError, exit_on_user_error
+from srformer.errors import DataError
 from srformer.imageio import write_image
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -49,36 +46,27 @@ def side_by_side(lr: Tensor, hr: Tensor) -> Tensor:
     return torch.cat([enlarged, hr], dim=-1).permute(1, 0, 2, 3).flatten(1, 2)
 
 
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m srformer.data.degradation_preview", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--degradation", required=True, help="a config of configs/degradation/ (photo, realesrgan)")
-    parser.add_argument("--data", required=True, help="folder of HR training images")
-    parser.add_argument("--out", required=True, type=Path, help="folder for the PNGs")
-    parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--patch-size", type=int, default=32, help="LR patch side (HR: patch size * scale)")
-    parser.add_argument("--count", type=int, default=16, help="patches in the batch")
-    parser.add_argument("--seed", type=int, default=0, help="picks the patches and the degradations")
-    parser.add_argument("--cache-dir", default=None, help="decoded-image cache (default: ~/.cache/srformer)")
-    args = parser.parse_args(argv)
-
-    degradation = load_degradation(args.degradation, args.scale, args.seed)
-    cache = ImageCache(Path(args.cache_dir) if args.cache_dir else default_cache_dir() / "decoded")
-    items = cache.prepare_all(find_pairs(args.data, args.scale), args.scale, what=args.data)
-    patches = PatchDataset(items, args.scale, args.patch_size, patches_per_image=1, augment=True)
-    torch.manual_seed(args.seed)
-    indices = torch.randperm(len(patches))[: args.count].tolist()
+def write_preview(
+    degradation_name: str,
+    data: str | Path,
+    out: Path,
+    scale: int = 4,
+    patch_size: int = 32,
+    count: int = 16,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> int:
+    """Write ``count`` degraded LR patches of ``data``'s images, their HR and a grid into ``out``; returns the count."""
+    degradation = load_degradation(degradation_name, scale, seed)
+    cache = ImageCache(Path(cache_dir) if cache_dir else default_cache_dir() / "decoded")
+    items = cache.prepare_all(find_pairs(data, scale), scale, what=str(data))
+    patches = PatchDataset(items, scale, patch_size, patches_per_image=1, augment=True)
+    torch.manual_seed(seed)
+    indices = torch.randperm(len(patches))[:count].tolist()
     batch = patches.__getitems__(indices)
-    lr = batch["lr"] if degradation is None else degradation(batch["hr"], seed=args.seed)
+    lr = batch["lr"] if degradation is None else degradation(batch["hr"], seed=seed)
     for index, (lr_patch, hr_patch) in enumerate(zip(lr, batch["hr"], strict=True)):
-        write_image(args.out / f"{index:03d}_lr.png", lr_patch.permute(1, 2, 0).numpy(), overwrite=True)
-        write_image(args.out / f"{index:03d}_hr.png", hr_patch.permute(1, 2, 0).numpy(), overwrite=True)
-    write_image(args.out / "grid.png", side_by_side(lr, batch["hr"]).permute(1, 2, 0).numpy(), overwrite=True)
-    print(f"{len(indices)} {args.degradation} LR patches and their HR in {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        write_image(out / f"{index:03d}_lr.png", lr_patch.permute(1, 2, 0).numpy(), overwrite=True)
+        write_image(out / f"{index:03d}_hr.png", hr_patch.permute(1, 2, 0).numpy(), overwrite=True)
+    write_image(out / "grid.png", side_by_side(lr, batch["hr"]).permute(1, 2, 0).numpy(), overwrite=True)
+    return len(indices)
