@@ -20,9 +20,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from srformer.commands import options
 from srformer.comparison import build_methods, grid_image, log_wandb, markdown_table, score_methods
 from srformer.errors import SRFormerError, exit_on_user_error, resolve_device
+from srformer.imageio import write_image
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in rows:
         path = args.output / "grids" / row.dataset / f"{Path(row.name).stem}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        grid_image(row, names).save(path)
+        write_image(path, np.asarray(grid_image(row, names).convert("RGB")), overwrite=True)
     config = {
         "models": args.models,
         "data": [str(d) for d in args.data],

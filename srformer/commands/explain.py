@@ -15,12 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from srformer.allocator import serve_large_blocks_from_mmap
 from srformer.commands import options
 from srformer.errors import SRFormerError, exit_on_user_error
 from srformer.explain import attention_figure, lam_of_image
 from srformer.handle import open_model
-from srformer.imageio import read_image
+from srformer.imageio import read_image, write_image
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,12 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "attention":
         pixel = (args.pixel[0], args.pixel[1])
         figure = attention_figure(model, rgb, pixel, args.group, args.block, args.panel_size, name=handle.source)
-        figure.save(args.output)
+        write_image(args.output, np.asarray(figure.convert("RGB")), overwrite=True)
         print(f"wrote {args.output} ({figure.height} x {figure.width} pixels)")
     else:
         serve_large_blocks_from_mmap()  # the path integral's peak memory: 2.2 -> 1.1 GB at 256x256 (allocator.py)
         figure, result = lam_of_image(model, rgb, tuple(args.box), args.steps, args.sigma, args.panel_size)
-        figure.save(args.output)
+        write_image(args.output, np.asarray(figure.convert("RGB")), overwrite=True)
         print(
             f"wrote {args.output}: diffusion index {result.diffusion_index:.2f},"
             f" path integration {result.seconds:.1f} s"

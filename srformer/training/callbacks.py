@@ -17,12 +17,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.loggers import WandbLogger
 from torch import Tensor
 
 from srformer.checkpoint import save_weights
+from srformer.imageio import write_image
 from srformer.imresize import imresize
 from srformer.pixels import snap_to_uint8_levels, to_uint8
 from srformer.training.module import SRLitModule
@@ -168,7 +168,7 @@ class ImagePanel(pl.Callback):
         if self.save_dir is not None:
             self.save_dir.mkdir(parents=True, exist_ok=True)
             for index, (_, panel) in enumerate(self._panels):
-                Image.fromarray(panel).save(self.save_dir / f"step{step:07d}_{index}.png")
+                write_image(self.save_dir / f"step{step:07d}_{index}.png", panel, overwrite=True)
         captions = [f"{name}: LR | bicubic | SR | HR (step {step})" for name, _ in self._panels]
         for logger in _wandb_loggers(trainer):
             logger.log_image("val/panel", [panel for _, panel in self._panels], step=step, caption=captions)
@@ -200,7 +200,9 @@ class SampleUpscale(pl.Callback):
             f"sample_{stem}_sr_x{scale}.png": sr,
         }
         for filename, image in images.items():
-            Image.fromarray(to_uint8(image.detach()).permute(1, 2, 0).cpu().numpy()).save(self.output_dir / filename)
+            write_image(
+                self.output_dir / filename, to_uint8(image.detach()).permute(1, 2, 0).cpu().numpy(), overwrite=True
+            )
 
 
 class TrainingClock(pl.Callback):

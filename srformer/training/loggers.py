@@ -10,6 +10,8 @@ from typing import Any
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from srformer.atomic import atomic_file
+
 RUN_ID_FILE = "wandb_run_id.txt"
 
 #: Validation scores whose run summary is their best value (W&B's default is the last one logged), so
@@ -29,7 +31,8 @@ def stable_run_id(run_dir: str | Path) -> str:
     run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
     if rank_zero_only.rank == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(run_id + "\n")
+        with atomic_file(path, "w") as file:
+            file.write(run_id + "\n")
     return run_id
 
 

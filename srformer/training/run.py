@@ -25,6 +25,7 @@ from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
+from srformer.atomic import atomic_file
 from srformer.checkpoint import load_model
 from srformer.errors import CheckpointError, ConfigError, SRFormerError, report_user_error
 from srformer.models import SRFormer
@@ -155,7 +156,8 @@ def _record_failure(cfg: DictConfig, error: SRFormerError) -> None:
         record["overrides"] = list(hydra_cfg.overrides.task)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / FAILURE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        with atomic_file(output_dir / FAILURE_FILE, "w") as file:
+            file.write(json.dumps(record, indent=2) + "\n")
     except OSError as err:  # a full disk is a likely cause of the failure itself
         log.warning("could not write %s (%s)", output_dir / FAILURE_FILE, err)
 
