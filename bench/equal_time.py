@@ -179,7 +179,7 @@ class TimedRun:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["identity"] != self.identity():
+        if not same_identity(state["identity"], self.identity()):
             raise SystemExit(
                 f"error: the checkpoint of {self.name} was made with another architecture or recipe; "
                 "pass --restart to train it again"
@@ -234,7 +234,7 @@ class TimedRun:
 
         with safe_open(str(path), framework="pt") as file:
             meta = file.metadata()
-            if meta.get("identity") != self.identity():
+            if not same_identity(meta.get("identity", "{}"), self.identity()):
                 raise SystemExit(
                     f"error: {path} was made with another architecture or recipe; pass --restart to train it again"
                 )
@@ -430,6 +430,20 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def same_identity(a: str, b: str) -> bool:
+    """Two identities (JSON) name the same run: numbers compared as numbers (a recipe built from ``--warmup 3``
+    records 180, one built from ``warmup=180.0`` 180.0)."""
+
+    def numbers_as_floats(value):
+        if isinstance(value, dict):
+            return {k: numbers_as_floats(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [numbers_as_floats(v) for v in value]
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    return numbers_as_floats(json.loads(a)) == numbers_as_floats(json.loads(b))
 
 
 def slim_path(checkpoint: Path) -> Path:

@@ -226,3 +226,11 @@ def test_campaign_runs_build_their_commands_and_read_their_state(tmp_path: Path,
     table = campaign.status_table()
     assert "| x2-stage | light | x2, p48, fp32 | 0 | 0.33 (0.33) | 900 | 1 | 30.50 / - / - at 20 min | done |" in table
     assert "| x2-start | light | x4, p48, fp32, from x2-stage@20 | 0 | 0.33 (1.00) | 0 | 0 | - | waiting |" in table
+
+
+def test_identities_compare_numbers_as_numbers() -> None:
+    """A recipe from the command line (``--warmup 3`` -> 180) and one built in code (180.0) are the same run."""
+    cli = equal_time.TimedRun("tiny", equal_time.Recipe(warmup=3 * 60, ema_half_life=2 * 60)).identity()
+    code = equal_time.TimedRun("tiny", equal_time.Recipe(warmup=180.0, ema_half_life=120.0)).identity()
+    assert cli != code and equal_time.same_identity(cli, code)
+    assert not equal_time.same_identity(cli, equal_time.TimedRun("tiny", equal_time.Recipe(warmup=181)).identity())
