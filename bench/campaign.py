@@ -211,6 +211,8 @@ def run_lane(lane: int) -> int:
         child = subprocess.Popen(run.command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         code = child.wait()
         log.close()
+        if stopping:  # the run saved its state and exited when told to
+            break
         if code != 0:
             print(f"lane {lane}: {run.name} exited with {code} (see logs/{run.name}.log); lane stops", flush=True)
             return code
