@@ -19,19 +19,9 @@ sys.path.insert(0, str(REPO / "bench"))
 import campaign  # noqa: E402
 import equal_budget  # noqa: E402
 import equal_time  # noqa: E402
+from test_bench import FakeClock, SyntheticPatches  # noqa: E402  (the same stand-ins as the bench tests)
 
 SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-class FakeClock:
-    """One second per reading: the schedule depends on the clock, so a repeatable clock makes runs comparable."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
 
 
 def write_photos(folder: Path, count: int, size: int, seed: int) -> None:
@@ -194,15 +184,6 @@ class _StopNow:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-class SyntheticPatches:
-    def __len__(self) -> int:
-        return 12
-
-    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        n = len(indices)
-        return {"lr": torch.rand(n, 3, 8, 8), "hr": torch.rand(n, 3, 32, 32)}
 
 
 def test_campaign_runs_build_their_commands_and_read_their_state(tmp_path: Path, monkeypatch) -> None:
