@@ -119,6 +119,11 @@ PLAN: list[Run] = [
         purpose="recipe screen: x4 from 20 CPU min of x2",
         init="recipe-x2stage@20",
     ),
+    # Recipe chosen by the screen's curves (docs/BENCHMARKS.md, campaign): patch 32 beat 48 at 15, 30 and 60 min;
+    # bf16 autocast beat fp32 at every point (+0.09 / +0.03 / +0.02 dB at 60, 3% more steps); the x2 start lost to
+    # scratch at equal total CPU time (-0.04 / -0.03 / -0.02 at 60). Both models on that recipe, one per core.
+    Run("light", "light", 480, lane=0, purpose="issue 23: MHSA + one MHCA block, 8 CPU h, p32 bf16", amp="bf16"),
+    Run("light-none", "light:none", 480, lane=1, purpose="issue 23: MHSA only, 8 CPU h, p32 bf16", amp="bf16"),
 ]
 RUNS = {run.name: run for run in PLAN}
 
@@ -303,6 +308,28 @@ def curves_table() -> str:
     return "\n".join(lines)
 
 
+def paired_table(first: str, second: str) -> str:
+    """``first`` minus ``second`` (PSNR, dB) at every score point both runs have reached, with both step counts:
+    issue 23's cross-attention question when the pair is ``light`` and ``light-none``."""
+    points = [
+        {p.get("mark_minutes", p["minutes"]): p for p in read_state(RUNS[name]).points} for name in (first, second)
+    ]
+    lines = [
+        f"| CPU min | {first} steps | {second} steps | {first}: Set5 / Set14 / B100 | {second} | difference (dB) |",
+        "|---:|---:|---:|---|---|---|",
+    ]
+    for minutes in sorted(set(points[0]) & set(points[1])):
+        a, b = points[0][minutes], points[1][minutes]
+        difference = " / ".join(
+            f"{a['scores'][s]['psnr'] - b['scores'][s]['psnr']:+.3f}" if s in a["scores"] and s in b["scores"] else "-"
+            for s in SETS
+        )
+        lines.append(
+            f"| {minutes:g} | {a['steps']:,} | {b['steps']:,} | {scores_cell(a)} | {scores_cell(b)} | {difference} |"
+        )
+    return "\n".join(lines)
+
+
 def plot(path: Path) -> None:
     import matplotlib
 
@@ -336,8 +363,19 @@ def report(write: bool) -> str:
         "Each run trains on one CPU thread (process time, scoring excluded) with bench/equal_time.py's recipe: "
         "BSD400, batch 8, L1, Adam 5e-4 (0.9, 0.99), 3-minute warmup then cosine to 0 at the run's budget, as a "
         "function of CPU time; EMA of the weights (2-CPU-minute half-life) scored: Y-PSNR, MATLAB bicubic LR, "
-        "full sets. A run started from another one's weights counts that run's CPU time in its own.\n\n"
-        f"{status_table()}\n\nEvery score point:\n\n{curves_table()}"
+        "full sets. A run started from another one's weights counts that run's CPU time in its own. The recipe column: "
+        "scale, LR patch, precision (bf16: the forward pass under CPU autocast to bfloat16, loss and optimizer in "
+        "fp32). Restarts: warm restarts from the committed slim state (weights, EMA, clock, data position; Adam's "
+        "moments fresh and the rate ramped up over 2 CPU minutes).\n\n"
+        "Recipe screen (1 CPU hour each, `light`, one factor at a time against patch 32 / fp32 / from scratch): "
+        "patch 48 lost at 15, 30 and 60 CPU min (-0.31 / -0.20 / -0.13 dB at 60; a step costs 2.2x); bf16 "
+        "autocast won at every point (+0.09 / +0.03 / +0.02 at 60, 3% more steps in the hour); 20 CPU min at x2 "
+        "then 40 at x4 lost to 60 at x4 (-0.04 / -0.03 / -0.02). The 8-hour runs use patch 32, bf16, from scratch "
+        "(`configs/experiment/bsd400_x4_light_campaign.yaml` is the same recipe for train.py).\n\n"
+        f"{status_table()}\n\nEvery score point:\n\n{curves_table()}\n\n"
+        "Cross-attention at equal CPU time: `light` (MHSA + one MHCA block) minus `light:none` (MHSA only), "
+        "same recipe, trained side by side (issue 23's target: >= +0.05 dB on all three sets at 480 CPU min):\n\n"
+        f"{paired_table('light', 'light-none')}"
     )
     if write:
         image = REPO / "docs" / "campaign.png"

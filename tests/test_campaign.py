@@ -215,3 +215,29 @@ def test_identities_compare_numbers_as_numbers() -> None:
     code = equal_time.TimedRun("tiny", equal_time.Recipe(warmup=180.0, ema_half_life=120.0)).identity()
     assert cli != code and equal_time.same_identity(cli, code)
     assert not equal_time.same_identity(cli, equal_time.TimedRun("tiny", equal_time.Recipe(warmup=181)).identity())
+
+
+def test_the_campaign_recipe_is_a_train_py_experiment(tmp_path: Path) -> None:
+    """``experiment=bsd400_x4_light_campaign`` is the campaign's recipe in train.py's terms: the same model,
+    patch, batch, loss, optimizer and precision, and its CPU-time schedule and EMA at the measured CPU seconds
+    per bf16 step (0.90, recipe-bf16) converted to steps."""
+    from hydra.utils import instantiate
+    from test_configs import ON_CPU, compose_train_config
+
+    from srformer.models import build_model
+
+    run, recipe, seconds_per_step = campaign.RUNS["light"], equal_time.Recipe(), 0.90
+    cfg = compose_train_config(["experiment=bsd400_x4_light_campaign", "logger=none", *ON_CPU[:1]], tmp_path)
+    assert (cfg.model.preset, cfg.scale, cfg.data.patch_size, cfg.data.batch_size) == (
+        run.model, run.scale, run.patch, recipe.batch)  # fmt: skip
+    assert cfg.trainer.precision == {"bf16": "bf16-mixed", "fp32": "32-true"}[run.amp]
+    module = instantiate(cfg.module, net=build_model("light", 4), _convert_="all")
+    optimizer = module.configure_optimizers()["optimizer"]
+    bench = equal_budget.make_optimizer(torch.nn.Linear(2, 2), recipe.lr)
+    assert type(optimizer) is type(bench) and isinstance(module.criterion, torch.nn.L1Loss)
+    for key in ("lr", "betas", "eps", "weight_decay", "amsgrad"):
+        assert optimizer.defaults[key] == bench.defaults[key], key
+    assert cfg.module.scheduler.min_ratio == recipe.min_lr_ratio
+    assert cfg.module.scheduler.warmup_steps * seconds_per_step == pytest.approx(recipe.warmup, rel=0.05)
+    assert cfg.trainer.max_steps * seconds_per_step == pytest.approx(run.minutes * 60, rel=0.05)
+    assert module.hparams.ema_decay == pytest.approx(recipe.ema_decay(seconds_per_step), abs=5e-4)

@@ -1,9 +1,11 @@
-"""srformer.upscaling: the files ``srformer upscale`` writes are bit for bit those it wrote before the pipeline
-moved into the library (recorded hashes), ``upscale_file`` as a library call, and ``--model auto``."""
+"""srformer.upscaling: the files ``srformer upscale`` writes are those it wrote before the pipeline moved into the
+library (recorded pixels, with an allowance for another CPU's rounding), ``upscale_file`` as a library call
+(bit-identical to the command), and ``--model auto``."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,49 +28,31 @@ INPUTS = {
     "deep.tif": "0c789b5b83d19c17478c59d01de86ebf5926069ee044eeb1f405209176a54858",
 }
 
-#: Command-line options -> sha256 of every file written, as ``srformer.infer_cli`` (the command before the
-#: pipeline moved into :mod:`srformer.upscaling`) wrote them from :func:`_inputs` with the ``weights`` fixture's
-#: model, on the CPU (torch 2.x, 2026-12-06). The 16-bit TIFFs' hashes are those after the float-to-integer
-#: conversion was unified (``srformer.pixels.quantize``, issue 24: 2 of 3120 16-bit samples one level apart);
-#: every 8-bit file is the one written before. A CPU whose kernels round differently may flip a level.
-RECORDED: dict[str, tuple[list[str], dict[str, str]]] = {
-    "default": ([], {
-        "astro_x2.png": "bf164c40ae939fbb928daf7988f75de898d444480e9cb262e59cb105077036c6",
-        "cat_x2.jpg": "5d82d7283fa4153b69c52267efa58ad1041c4d2ca41c987341aac28ac3accf19",
-        "deep_x2.tif": "1180e41bbea41498adbda2a18d7046ac3ec7d0d45282448775ecb7a5a81e6292",
-    }),
-    "tiled": (["--tile", "16", "--tile-overlap", "8"], {
-        "astro_x2.png": "55b8ba66c813525e77b0fd5d78d62cca239b11483c0ec580fe218fce901a2193",
-        "cat_x2.jpg": "1ce070019be3cea4f7da3d7818a123becc996b952f4f01259a239aaaf8443852",
-        "deep_x2.tif": "1180e41bbea41498adbda2a18d7046ac3ec7d0d45282448775ecb7a5a81e6292",
-    }),
-    "tta": (["--tta", "--tile", "0"], {
-        "astro_x2.png": "653e237660935e2fda74f93e073d5ac4c563f3fea519fb2ae80b0c6e50296798",
-        "cat_x2.jpg": "e5af05a76c8fdb426781386ed3f358ab273ac20e255aa7be086f646a60daf271",
-        "deep_x2.tif": "c034bec5ce8440c9bbf55713212f01496ae80fcb2067ad02399e52c29e0dba11",
-    }),
-    "compare_jpg": (["--compare", "--ext", "jpg", "--quality", "90", "--tile", "24"], {
-        "astro_x2.jpg": "4bc772831164d7d443b32b214d38bf98dc5f0acd6c14017efc5781060225a522",
-        "astro_x2_compare.jpg": "1ddd0d06f2e28d2831b0a8acc261a13369ff15bc05db2c0769525ad0a314bea4",
-        "cat_x2.jpg": "e89fc665d7d64bd8de8406b6bb06db6a87f136b51f8b0a971bcf9693f7986cec",
-        "cat_x2_compare.jpg": "ea4c6037f0e582d58697f4941bc5acecf8332eef945bb9d1784d4d656b71bf39",
-        "deep_x2.jpg": "1d4bc097bc317a96f654ff53be115b0f628c7f47a3fb117fc786061a7e77de63",
-        "deep_x2_compare.jpg": "043959e09e582b2b90c690738dac35c38e8d4893baa68206ac19b7c72d19b05c",
-    }),
-    "webp": (["--ext", "webp", "--tile", "0"], {
-        "astro_x2.webp": "40895dbc81ed6ffe1c81d983283094456f8001fe580dd488301dd4fca27bdd28",
-        "cat_x2.webp": "800f9d66bde58ef9092337bd6e4da6dfb948e4941ec9d707a92dcc4775e8aadd",
-        "deep_x2.webp": "4f559a238003259e3f88ad53675feba8df556a81fe7505ae42211e02380ae387",
-    }),
-    "compress9": (["--compression", "9", "--suffix", "_big"], {
-        "astro_big.png": "6b20b22d8d2ebbabe12af2aa1b30869412256fe07411988b36c792b8fe5a15a5",
-        "cat_big.jpg": "5d82d7283fa4153b69c52267efa58ad1041c4d2ca41c987341aac28ac3accf19",
-        "deep_big.tif": "b499c5d11d13a7b4adeec9b8c4f6db7f5f0e2500146eda89f9622148c76bca15",
-    }),
-}  # fmt: skip
+#: Command-line options of each recorded case. ``tests/data/upscale_recorded.npz`` holds the decoded pixels and
+#: the format facts of every file each case wrote from :func:`inputs` with the ``weights`` fixture's model on the
+#: CPU (recorded 2026-12-06 with the code whose files matched the byte hashes recorded before the pipeline moved
+#: into :mod:`srformer.upscaling`). Another CPU's kernels may round a few values across a level: on a later
+#: machine (AMD EPYC) the JPEG and WebP files were still byte-identical to the earlier recording but the PNG and
+#: TIFF ones were not, so lossless files are compared level by level with a small allowance for such flips
+#: (:func:`assert_close_to_recorded`), lossy ones by PSNR. ``SRFORMER_RECORD=1 pytest tests/test_upscaling.py``
+#: records them again (only after a change meant to alter the output).
+CASES: dict[str, list[str]] = {
+    "default": [],
+    "tiled": ["--tile", "16", "--tile-overlap", "8"],
+    "tta": ["--tta", "--tile", "0"],
+    "compare_jpg": ["--compare", "--ext", "jpg", "--quality", "90", "--tile", "24"],
+    "webp": ["--ext", "webp", "--tile", "0"],
+    "compress9": ["--compression", "9", "--suffix", "_big"],
+}
+RECORDING = Path(__file__).resolve().parent / "data" / "upscale_recorded.npz"
+#: Lossless files: at most this fraction of samples may differ from the recording, each by one level.
+FLIP_ALLOWANCE = 0.005
+#: Lossy files: PSNR against the recording's decoded pixels, at least (a flipped level before the encoder moves
+#: its output by a few levels in that 8x8 block or so).
+LOSSY_MIN_PSNR = 40.0
 
-#: The shipped x4 model on astro.png with 16-px tiles (``--model x4 --tile 16``), recorded the same way.
-SHIPPED_X4 = "52a5dd1aaabe2a2f2a5a4f1aea8fa6f1c116b4be3dba83bc4e60549478988125"
+#: The shipped x4 model on astro.png with 16-px tiles, recorded the same way (case ``shipped_x4``).
+SHIPPED_X4 = ["--model", "x4", "--tile", "16"]
 
 
 def _sha256(path: Path) -> str:
@@ -94,16 +78,97 @@ def _run(*args: str | Path) -> int:
     return main([str(a) for a in args] + ["--quiet", "--device", "cpu"])
 
 
-@pytest.mark.parametrize("case", sorted(RECORDED))
-def test_outputs_are_bit_identical_to_the_recorded_ones(tmp_path: Path, inputs: Path, weights: Path, case: str) -> None:
-    options, expected = RECORDED[case]
-    assert _run(inputs, "-o", tmp_path, "--model", weights, *options) == 0
-    assert {p.name: _sha256(p) for p in sorted(tmp_path.iterdir())} == expected
+def decode(path: Path) -> tuple[np.ndarray, str]:
+    """The pixels of a written file as stored (8 or 16 bits, alpha included) and its format facts."""
+    if path.suffix == ".tif":
+        with tifffile.TiffFile(path) as tiff:
+            page = tiff.pages[0]
+            facts = f"tiff {page.photometric.name} extrasamples={tuple(int(e) for e in page.extrasamples)}"
+            return page.asarray(), facts + f" compression={page.compression.name}"
+    with Image.open(path) as image:
+        facts = f"{image.format} {image.mode} text={sorted(getattr(image, 'text', {}))}"
+        return np.asarray(image), facts
 
 
-def test_shipped_x4_output_is_bit_identical_to_the_recorded_one(tmp_path: Path, inputs: Path) -> None:
-    assert _run(inputs / "astro.png", "-o", tmp_path, "--model", "x4", "--tile", "16") == 0
-    assert _sha256(tmp_path / "astro_x4.png") == SHIPPED_X4
+def assert_close_to_recorded(name: str, pixels: np.ndarray, recorded: np.ndarray) -> None:
+    """Equal but for a few samples one level apart (lossless formats), or within :data:`LOSSY_MIN_PSNR`."""
+    assert (pixels.shape, pixels.dtype) == (recorded.shape, recorded.dtype), name
+    difference = np.abs(pixels.astype(np.int64) - recorded.astype(np.int64))
+    if Path(name).suffix in (".png", ".tif"):
+        assert difference.max() <= 1, f"{name}: {difference.max()} levels off the recording"
+        assert np.count_nonzero(difference) <= FLIP_ALLOWANCE * difference.size, (
+            f"{name}: {np.count_nonzero(difference)} of {difference.size} samples off the recording"
+        )
+    else:
+        peak = float(np.iinfo(pixels.dtype).max)
+        mse = float(np.mean(difference.astype(np.float64) ** 2))
+        psnr = float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+        assert psnr >= LOSSY_MIN_PSNR, f"{name}: {psnr:.1f} dB from the recording"
+
+
+def written(folder: Path) -> dict[str, tuple[np.ndarray, str]]:
+    return {p.name: decode(p) for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def recording() -> dict[str, np.ndarray]:
+    if os.environ.get("SRFORMER_RECORD") == "1":
+        return {}
+    with np.load(RECORDING) as saved:
+        return {key: saved[key] for key in saved.files}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_outputs_match_the_recorded_ones(
+    tmp_path: Path, inputs: Path, weights: Path, case: str, recording: dict[str, np.ndarray]
+) -> None:
+    assert _run(inputs, "-o", tmp_path, "--model", weights, *CASES[case]) == 0
+    check_against_recording(case, tmp_path, recording)
+
+
+def test_shipped_x4_output_matches_the_recorded_one(
+    tmp_path: Path, inputs: Path, recording: dict[str, np.ndarray]
+) -> None:
+    assert _run(inputs / "astro.png", "-o", tmp_path, *SHIPPED_X4) == 0
+    check_against_recording("shipped_x4", tmp_path, recording)
+
+
+def check_against_recording(case: str, folder: Path, recording: dict[str, np.ndarray]) -> None:
+    """Every file in ``folder`` against ``case``'s recording: the same names and format facts, pixels within
+    :func:`assert_close_to_recorded`; with SRFORMER_RECORD=1, records them instead."""
+    files = written(folder)
+    if os.environ.get("SRFORMER_RECORD") == "1":
+        _record(case, files)
+        pytest.skip("recorded")
+    names = sorted(k.split("/", 1)[1] for k in recording if k.startswith(f"{case}/") and k.endswith(":pixels"))
+    assert sorted(files) == [n.removesuffix(":pixels") for n in names]
+    for name, (pixels, facts) in files.items():
+        assert facts == str(recording[f"{case}/{name}:facts"]), name
+        assert_close_to_recorded(name, pixels, recording[f"{case}/{name}:pixels"])
+
+
+def _record(case: str, files: dict[str, tuple[np.ndarray, str]]) -> None:
+    """Add ``case``'s files to the recording (each case's test run adds its own)."""
+    saved = dict(np.load(RECORDING)) if RECORDING.is_file() else {}
+    saved = {k: v for k, v in saved.items() if not k.startswith(f"{case}/")}
+    for name, (pixels, facts) in files.items():
+        saved[f"{case}/{name}:pixels"], saved[f"{case}/{name}:facts"] = pixels, np.array(facts)
+    RECORDING.parent.mkdir(exist_ok=True)
+    np.savez_compressed(RECORDING, **saved)
+
+
+def test_the_comparison_catches_a_changed_output(inputs: Path, weights: Path, tmp_path: Path) -> None:
+    """What the recorded comparison allows (a few one-level flips) and what it does not (another tiling)."""
+    assert _run(inputs, "-o", tmp_path / "a", "--model", weights, "--tile", "16", "--tile-overlap", "8") == 0
+    assert _run(inputs, "-o", tmp_path / "b", "--model", weights, "--tile", "16", "--tile-overlap", "0") == 0
+    tiled, other_overlap = written(tmp_path / "a"), written(tmp_path / "b")
+    pixels = tiled["astro_x2.png"][0]
+    flipped = pixels.copy()
+    flipped.reshape(-1)[:: int(1 / FLIP_ALLOWANCE) + 1] ^= 1  # under the allowance, one level each
+    assert_close_to_recorded("astro_x2.png", flipped, pixels)
+    for name in ("astro_x2.png", "deep_x2.tif", "cat_x2.jpg"):
+        with pytest.raises(AssertionError):
+            assert_close_to_recorded(name, other_overlap[name][0], tiled[name][0])
 
 
 def test_upscale_file_as_a_library_call(tmp_path: Path, inputs: Path, weights: Path) -> None:
@@ -111,7 +176,8 @@ def test_upscale_file_as_a_library_call(tmp_path: Path, inputs: Path, weights: P
     progress: list[tuple[int, int]] = []
     options = UpscaleOptions(tile=16, tile_overlap=8)
     result = upscale_file(handle, inputs / "astro.png", tmp_path / "a.png", options, lambda *p: progress.append(p))
-    assert _sha256(result.destination) == RECORDED["tiled"][1]["astro_x2.png"]  # what the command writes
+    assert _run(inputs / "astro.png", "-o", tmp_path / "cli", "--model", weights, *CASES["tiled"]) == 0
+    assert _sha256(result.destination) == _sha256(tmp_path / "cli" / "astro_x2.png")  # what the command writes
     assert (result.width, result.height, result.output_pixels, result.notes) == (82, 74, 82 * 74, ())
     assert progress[-1][0] == progress[-1][1] > 1 and [done for done, _ in progress] == list(
         range(1, len(progress) + 1)
