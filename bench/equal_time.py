@@ -44,7 +44,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import platform
 import statistics
 import sys
@@ -61,6 +60,7 @@ from equal_budget import DEFAULT_DATA, REPO, TEST_SETS, make_optimizer, patch_st
 from peers import architecture, build, display_name, is_ours  # noqa: E402
 from report import write_section  # noqa: E402
 
+from srformer.atomic import atomic_file, atomic_path  # noqa: E402
 from srformer.profiling import count_parameters  # noqa: E402
 from srformer.training.ema import make_ema_copy, update_ema  # noqa: E402
 
@@ -195,11 +195,9 @@ class TimedRun:
 
     def save(self, path: Path) -> None:
         """The full state (``.pt``) and the slim one (``.resume.safetensors``, see :meth:`save_slim`), each
-        atomically (temporary file, then rename): a kill never leaves a broken checkpoint."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        atomically (:mod:`srformer.atomic`): a kill never leaves a broken checkpoint."""
+        with atomic_path(path) as temporary:
+            torch.save(self.state_dict(), temporary)
         self.save_slim(slim_path(path))
 
     def load(self, path: Path) -> None:
@@ -222,9 +220,8 @@ class TimedRun:
             ),
             "losses": json.dumps(self.losses),
         }
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_path(path) as temporary:
+            save_file(tensors, str(temporary), metadata=meta)
 
     def load_slim(self, path: Path) -> None:
         """A warm restart from :meth:`save_slim`'s file: weights, EMA, clock, step and random state as they were;
@@ -482,9 +479,8 @@ def _marks_done(results: dict) -> list[float]:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    with atomic_file(path, "w") as handle:
+        handle.write(json.dumps(data, indent=2))
 
 
 def load_results(names: list[str], folder: Path) -> dict[str, dict]:

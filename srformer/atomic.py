@@ -17,7 +17,8 @@ looks like data.
 
 ``overwrite=False`` publishes exclusively: the name is taken atomically, so an existing file is never replaced,
 not even one that another process created while this one was writing; :class:`DestinationExistsError` is raised
-instead. New files get the usual permissions (``0o666`` less the umask), as ``open`` would give them.
+instead. New files get the usual permissions (``0o666`` less the umask), as ``open`` would give them, also
+when the writer replaced the temporary file with one of its own (safetensors makes its files 0o600).
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     if not overwrite and path.exists():
         raise _taken(path)
     temporary = _create_temporary(path)
+    mode = temporary.stat().st_mode & 0o777
     try:
         yield temporary
+        _restore_mode(temporary, mode)
         publish(temporary, path, overwrite=overwrite)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -111,6 +114,14 @@ def _create_temporary(path: Path) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def _restore_mode(path: Path, mode: int) -> None:
+    """Give ``path`` back the permissions it was created with, where its writer replaced it with a file of
+    its own (safetensors' ``save_file`` leaves 0o600: weights only their owner could read)."""
+    with contextlib.suppress(OSError):  # a file system without POSIX modes keeps its own
+        if path.is_file() and path.stat().st_mode & 0o777 != mode:
+            os.chmod(path, mode)
 
 
 def _publish_synced(source: Path, path: Path, overwrite: bool) -> None:

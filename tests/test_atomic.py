@@ -183,6 +183,23 @@ def test_new_files_get_the_usual_permissions(tmp_path: Path, umask: int) -> None
     assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask
 
 
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_a_writer_that_replaces_the_file_does_not_choose_its_permissions(tmp_path: Path) -> None:
+    """safetensors' ``save_file`` writes its files 0o600 (0.8.0); weights written through the package get the
+    umask's permissions, as every other file."""
+    from safetensors.torch import save_file
+
+    previous = os.umask(0o022)
+    try:
+        save_weights(build_model("tiny", 2), tmp_path / "w.safetensors")
+        with atomic_path(tmp_path / "x.safetensors") as temporary:
+            save_file({"a": torch.zeros(2)}, str(temporary))
+    finally:
+        os.umask(previous)
+    for name in ("w.safetensors", "w.json", "x.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
 def test_failed_weights_write_keeps_the_previous_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """save_weights writes two files; a failure in either keeps both previous ones and leaves no temporary."""
     from srformer import checkpoint
