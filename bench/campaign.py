@@ -124,6 +124,11 @@ PLAN: list[Run] = [
     # scratch at equal total CPU time (-0.04 / -0.03 / -0.02 at 60). Both models on that recipe, one per core.
     Run("light", "light", 480, lane=0, purpose="issue 23: MHSA + one MHCA block, 8 CPU h, p32 bf16", amp="bf16"),
     Run("light-none", "light:none", 480, lane=1, purpose="issue 23: MHSA only, 8 CPU h, p32 bf16", amp="bf16"),
+    # Next, when both have reached 480: the better one by the curves (Set5 and Set14 at 120, 240 and 480; never
+    # B100 alone) goes on as the x4 default in 240-minute annealed segments, each starting from the previous
+    # one's final weights (init="light@480", then "default-1@240", ...), on one lane until the targets are met or
+    # a segment gains < 0.03 dB on Set5 and B100 (the issue's flat-curve rule); the other lane retrains the
+    # real-world model from the best default so far, then x2 / x3.
 ]
 RUNS = {run.name: run for run in PLAN}
 
