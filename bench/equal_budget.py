@@ -45,6 +45,7 @@ from peers import architecture, build, display_name, is_ours, upscaler  # noqa: 
 from report import write_section  # noqa: E402
 
 from srformer.data import SRDataModule  # noqa: E402
+from srformer.data.benchmark_degradations import BENCHMARK_DEGRADATIONS, BICUBIC  # noqa: E402
 from srformer.data.cache import ImageCache, default_cache_dir  # noqa: E402
 from srformer.data.datasets import PatchDataset  # noqa: E402
 from srformer.evaluation import evaluate_folder  # noqa: E402
@@ -161,6 +162,14 @@ def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
 
 
+def split_set_name(name: str) -> tuple[str, str]:
+    """``"Set14_D1"`` -> ``("Set14", "D1")``; ``"Set14"`` -> ``("Set14", "bicubic")``."""
+    folder, _, suffix = name.rpartition("_")
+    if folder and suffix in BENCHMARK_DEGRADATIONS:
+        return folder, suffix
+    return name, BICUBIC
+
+
 def score(
     model: nn.Module,
     data: Path,
@@ -169,14 +178,21 @@ def score(
     cache_dir: str | Path | None,
     device: torch.device | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Y-PSNR/SSIM of ``model`` (in eval mode, fp32) on ``data/benchmark/<set>`` for each set."""
+    """Y-PSNR/SSIM of ``model`` (in eval mode, fp32) on ``data/benchmark/<set>`` for each set; a name
+    ``<set>_<degradation>`` (``Set14_D1``) scores that set with the LR of a fixed benchmark degradation."""
     was_training = model.training
     model.eval()
     cache = ImageCache(cache_root(cache_dir))
     scores = {}
     for set_name in sets:
+        folder, degradation = split_set_name(set_name)
         result = evaluate_folder(
-            upscaler(model), data / "benchmark" / set_name, scale, cache, device or torch.device("cpu")
+            upscaler(model),
+            data / "benchmark" / folder,
+            scale,
+            cache,
+            device or torch.device("cpu"),
+            degradation=degradation,
         )
         scores[set_name] = {"psnr": result.psnr, "ssim": result.ssim}
     model.train(was_training)

@@ -61,6 +61,7 @@ from peers import architecture, build, display_name, is_ours  # noqa: E402
 from report import write_section  # noqa: E402
 
 from srformer.atomic import atomic_file, atomic_path  # noqa: E402
+from srformer.data.degradation_preview import degradation_config, load_degradation  # noqa: E402
 from srformer.profiling import count_parameters  # noqa: E402
 from srformer.training.ema import make_ema_copy, update_ema  # noqa: E402
 
@@ -88,6 +89,9 @@ class Recipe:
     amp: str = "fp32"  # "bf16": the forward pass under autocast to bfloat16 (the loss and optimizer in fp32)
     init: str = ""  # a weights file the model starts from (matching tensors; "" = the seeded random init)
     init_minutes: float = 0.0  # CPU minutes spent making ``init``: plotted and reported as part of the budget
+    # A configs/degradation name ("photo"): each batch's LR is made from its HR patches by that random pipeline,
+    # seeded by the batch index (as train.py's module does with the step); "" = the MATLAB bicubic LR.
+    degradation: str = ""
 
     def lr_factor(self, spent: float) -> float:
         """Learning rate / ``lr`` after ``spent`` seconds of training: warmup, then cosine to the horizon."""
@@ -110,19 +114,42 @@ class Recipe:
             key += f"_{self.amp}"
         if self.init:
             key += f"_init-{Path(self.init).stem}"
+        if self.degradation:
+            key += f"_deg-{self.degradation}"
         return key
 
     def as_record(self) -> dict:
-        """The recipe's fields, without the later ones at their defaults (see the class body)."""
+        """The recipe's fields, without the later ones at their defaults (see the class body). A degradation
+        is recorded with its whole configuration, so that editing the YAML under a running campaign changes
+        the run's identity instead of silently changing its data."""
         record = dataclasses.asdict(self)
-        for name in ("amp", "init", "init_minutes"):
+        for name in ("amp", "init", "init_minutes", "degradation"):
             if record[name] == Recipe.__dataclass_fields__[name].default:
                 del record[name]
+        if self.degradation:
+            record["degradation_config"] = degradation_config(self.degradation, self.scale, self.seed)
         return record
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
         return {"fp32": None, "bf16": torch.bfloat16}[self.amp]
+
+
+def degraded_batches(
+    batches: Iterator[dict[str, torch.Tensor]], degradation: Callable, seed: int, start: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """``batches`` (batch ``start`` first) with each LR replaced by ``degradation(hr, seed)``, the seed a
+    function of the base seed and the batch index alone: a resumed run degrades its batches as an
+    uninterrupted one. Its cost is on the training clock (it is part of loading a batch)."""
+    from srformer.data.degradations import step_seed
+
+    for index, batch in enumerate(batches, start):
+        yield batch | {"lr": degradation(batch["hr"], seed=step_seed(seed, index))}
+
+
+def make_degradation(recipe: Recipe) -> Callable | None:
+    """The recipe's random degradation (:class:`srformer.data.degradations.RealWorldDegradation`), or None."""
+    return load_degradation(recipe.degradation, recipe.scale, recipe.seed) if recipe.degradation else None
 
 
 class TimedRun:
@@ -378,7 +405,8 @@ def train_model(name: str, recipe: Recipe, args: argparse.Namespace, folder: Pat
         if is_ours(name):  # the weights behind every reported number, re-scorable with srformer.evaluate
             from srformer.checkpoint import save_weights
 
-            meta = {"data": "bsd400", "ema": run.ema is not None, "steps": run.step, "cpu_minutes": mark / 60}
+            data = f"bsd400, degradation={recipe.degradation}" if recipe.degradation else "bsd400"
+            meta = {"data": data, "ema": run.ema is not None, "steps": run.step, "cpu_minutes": mark / 60}
             weights = folder / f"{file_stem(name)}_{mark / 60:g}m.safetensors"
             point["weights"] = str(
                 save_weights(run.scored_model, weights, meta | {"source": "bench/equal_time.py"}).name
@@ -394,10 +422,13 @@ def train_model(name: str, recipe: Recipe, args: argparse.Namespace, folder: Pat
         )
 
     stream = patch_stream(args.data, recipe.scale, recipe.patch, recipe.batch, recipe.seed, args.cache_dir)
+    batches = stream.batches(run.step)
+    if (degradation := make_degradation(recipe)) is not None:
+        batches = degraded_batches(batches, degradation, degradation.seed, run.step)
     with stop_on_signals() as stopped:
         run.train_until(
             stop,
-            stream.batches(run.step),
+            batches,
             time.process_time,
             marks,
             on_mark,
@@ -590,6 +621,7 @@ def recipe_from(args: argparse.Namespace) -> Recipe:
         amp=args.amp,
         init=args.init,
         init_minutes=args.init_minutes,
+        degradation=args.degradation,
     )
 
 
@@ -612,11 +644,18 @@ def main() -> None:
     parser.add_argument("--amp", choices=["fp32", "bf16"], default="fp32", help="bf16: forward under autocast")
     parser.add_argument("--init", default="", help="start from this weights file (path relative to the repository)")
     parser.add_argument("--init-minutes", type=float, default=0.0, help="CPU minutes spent making --init")
+    parser.add_argument(
+        "--degradation", default="", metavar="NAME",
+        help="train on LR made by configs/degradation/NAME.yaml (e.g. photo) instead of MATLAB bicubic",
+    )  # fmt: skip
     parser.add_argument("--folder", type=Path, default=None, help="results folder as is (default: --results/<recipe>)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the comparison is for 1)")
     parser.add_argument("--save-every", type=float, default=5, help="CPU minutes between checkpoints")
     parser.add_argument("--log-every", type=float, default=5, help="CPU minutes between loss lines")
-    parser.add_argument("--sets", nargs="+", default=list(TEST_SETS), help="benchmark sets to score on")
+    parser.add_argument(
+        "--sets", nargs="+", default=list(TEST_SETS),
+        help="benchmark sets to score on; SET_NAME scores SET with a fixed benchmark degradation (Set14_D1)",
+    )  # fmt: skip
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results" / "equal_time")
     parser.add_argument("--restart", action="store_true", help="discard the models' checkpoints and results")
@@ -635,6 +674,13 @@ def main() -> None:
     folder = args.folder or args.results / recipe.key()
     for name in args.models:
         architecture(name)  # unknown names fail before any training
+    if args.degradation:
+        from srformer.errors import DataError
+
+        try:
+            degradation_config(args.degradation, args.scale, args.seed)
+        except DataError as error:
+            raise SystemExit(f"error: {error}") from None
     if args.export:
         for name in args.models:
             export_weights(name, recipe, folder, args.export)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -241,3 +242,72 @@ def test_the_campaign_recipe_is_a_train_py_experiment(tmp_path: Path) -> None:
     assert cfg.module.scheduler.warmup_steps * seconds_per_step == pytest.approx(recipe.warmup, rel=0.05)
     assert cfg.trainer.max_steps * seconds_per_step == pytest.approx(run.minutes * 60, rel=0.05)
     assert module.hparams.ema_decay == pytest.approx(recipe.ema_decay(seconds_per_step), abs=5e-4)
+
+
+# --- real-world runs: LR from a random degradation, scored on degraded benchmarks ---------------------------
+
+
+def test_degraded_batches_depend_on_the_batch_index_alone() -> None:
+    """A resumed real-world run degrades batch k as an uninterrupted one does, whatever came before."""
+    from srformer.data.degradation_preview import load_degradation
+
+    photo = load_degradation("photo", scale=4, seed=0)
+    stream = equal_budget.PatchStream(SyntheticPatches(), batch_size=2, seed=0)
+    straight = [b["lr"] for b in islice(equal_time.degraded_batches(stream.batches(0), photo, 0, 0), 4)]
+    resumed = [b["lr"] for b in islice(equal_time.degraded_batches(stream.batches(2), photo, 0, 2), 2)]
+    for a, b in zip(straight[2:], resumed, strict=True):
+        assert torch.equal(a, b)
+    assert straight[0].shape == (2, 3, 8, 8) and not torch.equal(straight[0], stream[0]["lr"])
+    assert not torch.equal(straight[0], straight[1])
+
+
+def test_a_degradation_is_part_of_the_recipe_with_its_whole_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = equal_time.Recipe(degradation="photo")
+    assert real.key().endswith("_deg-photo") and "degradation" not in equal_time.Recipe().as_record()
+    record = real.as_record()
+    assert record["degradation"] == "photo"
+    assert record["degradation_config"]["_target_"].endswith("RealWorldDegradation")
+    assert record["degradation_config"]["scale"] == 4
+    before = equal_time.TimedRun("tiny", real).identity()
+    assert not equal_time.same_identity(before, equal_time.TimedRun("tiny", equal_time.Recipe()).identity())
+    # The YAML edited under a running campaign: another run, not the same run on other data.
+    edited = record["degradation_config"] | {"clean_probability": 0.5}
+    monkeypatch.setattr(equal_time, "degradation_config", lambda *args: edited)
+    assert not equal_time.same_identity(before, equal_time.TimedRun("tiny", real).identity())
+
+
+def test_set_names_may_name_a_benchmark_degradation() -> None:
+    assert equal_budget.split_set_name("Set14_D1") == ("Set14", "D1")
+    assert equal_budget.split_set_name("B100_noise20") == ("B100", "noise20")
+    assert equal_budget.split_set_name("Set14") == ("Set14", "bicubic")
+    assert equal_budget.split_set_name("my_photos") == ("my_photos", "bicubic")  # not a degradation's name
+
+
+def test_a_real_world_run_trains_on_degraded_lr_and_scores_degraded_sets(data_root: Path, tmp_path: Path) -> None:
+    args = argparse.Namespace(
+        minutes=0.01, points=[], data=data_root, sets=["Set5", "Set5_D1"], cache_dir=cache_for(data_root, tmp_path),
+        restart=False, threads=1, save_every=5, log_every=5,
+    )  # fmt: skip
+    recipe = equal_time.Recipe(horizon=1.2, warmup=0.1, ema_half_life=0.5, batch=2, patch=24, degradation="photo")
+    (point,) = equal_time.train_model("tiny", recipe, args, tmp_path / "run")["points"]
+    assert set(point["scores"]) == {"Set5", "Set5_D1"}
+    assert point["scores"]["Set5_D1"]["psnr"] != point["scores"]["Set5"]["psnr"]
+    sidecar = json.loads((tmp_path / "run" / point["weights"]).with_suffix(".json").read_text())
+    assert sidecar["data"] == "bsd400, degradation=photo"
+
+
+def test_a_real_world_campaign_run_passes_its_degradation_and_sets(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(campaign, "ROOT", tmp_path)
+    real = campaign.Run("real", "light", 240, lane=1, purpose="t", degradation="photo",
+                        sets=("Set5", "Set14", "B100", "Set14_D1"))  # fmt: skip
+    monkeypatch.setattr(campaign, "PLAN", [real])
+    monkeypatch.setattr(campaign, "RUNS", {"real": real})
+    command = real.command()
+    assert command[command.index("--degradation") + 1] == "photo"
+    assert command[command.index("--sets") + 1 :][:4] == ["Set5", "Set14", "B100", "Set14_D1"]
+    assert "--degradation" not in campaign.Run("clean", "light", 60, lane=0, purpose="t").command()
+    assert "--sets" not in campaign.Run("clean", "light", 60, lane=0, purpose="t").command()
+    point = {"scores": {"Set5": {"psnr": 30.0}, "Set14": {"psnr": 27.0}, "B100": {"psnr": 26.5},
+                        "Set14_D1": {"psnr": 25.31}}}  # fmt: skip
+    assert campaign.scores_cell(point) == "30.00 / 27.00 / 26.50; Set14_D1 25.31"
+    assert "| real | light | x4, p32, fp32, photo LR | 1 |" in campaign.status_table()

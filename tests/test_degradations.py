@@ -175,6 +175,32 @@ def test_poisson_noise_variance_follows_the_level() -> None:
         assert abs(float(noise[index].mean())) < 1e-3
 
 
+def test_strength_power_skews_the_draws_towards_mild_noise() -> None:
+    rand = _Randomness(5, torch.device("cpu"))
+    uniform, skewed = rand.uniform(20000, 0.0, 25.0), _Randomness(5, torch.device("cpu")).skewed(20000, 0.0, 25.0, 2.0)
+    torch.testing.assert_close(skewed, uniform.square() / 25.0)  # the same draw u, as low + (high - low) u^2
+    assert float((skewed < 10).float().mean()) == pytest.approx(0.4**0.5, abs=0.01)
+    assert float((skewed > 15).float().mean()) == pytest.approx(1 - 0.6**0.5, abs=0.01)
+    assert float(skewed.max()) <= 25.0
+    torch.testing.assert_close(_Randomness(5, torch.device("cpu")).skewed(100, 2.0, 9.0, 1.0),
+                               _Randomness(5, torch.device("cpu")).uniform(100, 2.0, 9.0), rtol=0, atol=0)  # fmt: skip
+    with pytest.raises(ValueError, match="strength_power"):
+        NoiseStep(strength_power=0.0)
+
+
+def test_photo_mixture_reaches_the_noise_of_low_light_photos() -> None:
+    """The ``photo`` mixture covers sigma 20 (real low-light photos): measured on flat grey patches, per sample."""
+    from srformer.data.degradation_preview import degradation_config
+
+    noise = degradation_config("photo", scale=4)["rounds"][0]["noise"]
+    step = NoiseStep(**noise)
+    images = torch.full((400, 3, 16, 16), 0.5)
+    noisy = add_noise(images, step, _Randomness(9, torch.device("cpu")))
+    sigma = ((noisy - images) * 255).flatten(1).std(dim=1)
+    assert float((sigma > 15).float().mean()) > 0.12  # heavy noise is part of the mixture
+    assert float((sigma < 10).float().mean()) > 0.5  # most samples stay mild
+
+
 def test_no_noise_when_probability_is_zero() -> None:
     images = hr_batch(2, 32)
     out = add_noise(images, NoiseStep(probability=0.0), _Randomness(0, torch.device("cpu")))

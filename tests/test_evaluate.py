@@ -138,12 +138,26 @@ def test_degradation_d1_scores_the_d1_lr(photo_dir: Path, tmp_path: Path, capsys
     assert len(list((tmp_path / "c").glob("*.D1_*x4.npy"))) == 2
 
 
-@pytest.mark.parametrize("name", ["jpeg30", "noise10"])
+@pytest.mark.parametrize("name", ["jpeg30", "noise10", "noise20"])
 def test_other_degradations_lower_the_bicubic_score(name: str, photo_dir: Path, capsys) -> None:
     args = ["--model", "bicubic", "--data", str(photo_dir), "--scale", "2", "--no-cache"]
     (clean,) = run_json(args, capsys)
     (degraded,) = run_json([*args, "--degradation", name], capsys)
     assert degraded["degradation"] == name and degraded["psnr"] < clean["psnr"]
+
+
+def test_noise_degradations_add_the_sigma_they_name() -> None:
+    from srformer.data.benchmark_degradations import BENCHMARK_DEGRADATIONS
+    from srformer.data.cache import downscale_uint8
+
+    hr = np.full((256, 256, 3), 128, dtype=np.uint8)  # mid grey: no clipping, the residual is the noise
+    clean = downscale_uint8(hr, 4).astype(np.float64)
+    for name, sigma in (("noise10", 10.0), ("noise20", 20.0)):
+        residual = BENCHMARK_DEGRADATIONS[name](hr, 4, "grey.png") - clean
+        assert residual.std() == pytest.approx(sigma, rel=0.05)
+        # seeded by the name: the same file gives the same LR, another name other noise
+        assert np.array_equal(BENCHMARK_DEGRADATIONS[name](hr, 4, "grey.png") - clean, residual)
+        assert not np.array_equal(BENCHMARK_DEGRADATIONS[name](hr, 4, "other.png") - clean, residual)
 
 
 def test_unknown_degradation_is_one_sentence(photo_dir: Path, capsys) -> None:

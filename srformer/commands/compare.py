@@ -7,7 +7,7 @@ Every model, and MATLAB bicubic as the baseline, is scored on every benchmark fo
 protocol (:mod:`srformer.evaluation`). Prints a markdown table with PSNR/SSIM per dataset, parameters, FLOPs per
 output pixel and CPU/GPU throughput; writes one PNG grid of crops per image; logs one W&B run per method
 (offline unless ``--wandb-mode online``), all in one group (:mod:`srformer.comparison`).
-``--degradation D1|jpeg30|noise10`` makes the LR with that fixed benchmark degradation instead of bicubic,
+``--degradation D1|jpeg30|noise10|noise20`` makes the LR with that fixed benchmark degradation instead of bicubic,
 as ``srformer evaluate`` does.
 """
 

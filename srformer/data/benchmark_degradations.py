@@ -11,6 +11,7 @@ validation sets named in the data module's ``degradations``):
 * ``jpeg30``: MATLAB bicubic 1/scale at uint8, then JPEG quality 30 (Pillow's defaults);
 * ``noise10``: MATLAB bicubic 1/scale at uint8, then gaussian noise sigma 10 (rounded, clipped; seeded
   by the image name).
+* ``noise20``: the same with sigma 20, the noise of low-light photos.
 
 ``bicubic`` is the classical LR itself (no extra file).
 """
@@ -101,6 +102,11 @@ def degrade_noise10(hr: np.ndarray, scale: int, name: str) -> np.ndarray:
     return add_gaussian_noise_uint8(downscale_uint8(hr, scale), 10.0, name)
 
 
+def degrade_noise20(hr: np.ndarray, scale: int, name: str) -> np.ndarray:
+    """``noise20``: MATLAB bicubic 1/scale at uint8 -> gaussian noise sigma 20 seeded by the name."""
+    return add_gaussian_noise_uint8(downscale_uint8(hr, scale), 20.0, name)
+
+
 BenchmarkDegradation = Callable[[np.ndarray, int, str], np.ndarray]
 """(HR (H, W, 3) uint8, scale, image file name) -> LR (H // scale, W // scale, 3) uint8."""
 
@@ -108,6 +114,7 @@ BENCHMARK_DEGRADATIONS: dict[str, BenchmarkDegradation] = {
     "D1": degrade_d1,
     "jpeg30": degrade_jpeg30,
     "noise10": degrade_noise10,
+    "noise20": degrade_noise20,
 }
 
 

@@ -53,7 +53,7 @@ class SRDataModule(pl.LightningDataModule):
         skimage_photos_dir: if set, :meth:`prepare_data` first writes scikit-image's bundled photos into
             ``<dir>/train`` and ``<dir>/val`` (the offline quickstart data).
         degradations: validation/test set name -> benchmark degradation of its LR (``D1``, ``jpeg30``,
-            ``noise10``: :mod:`srformer.data.benchmark_degradations`); sets not named use bicubic. The
+            ``noise10``, ``noise20``: :mod:`srformer.data.benchmark_degradations`); sets not named use bicubic. The
             same folder can thus be validated clean and degraded under two names.
     """
 

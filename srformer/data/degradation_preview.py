@@ -24,11 +24,12 @@ from srformer.imageio import write_image
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def load_degradation(name: str, scale: int, seed: int = 0) -> RealWorldDegradation | None:
-    """Build ``configs/degradation/<name>.yaml`` for ``scale`` (``None`` for ``bicubic``)."""
+def degradation_config(name: str, scale: int, seed: int = 0) -> dict | None:
+    """``configs/degradation/<name>.yaml`` composed as train.py does for ``scale`` and ``seed``, resolved to
+    plain values (``None`` for ``bicubic``): what :func:`load_degradation` builds, and a record of it."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     known = sorted(p.stem for p in (CONFIGS / "degradation").glob("*.yaml"))
     if name not in known:
@@ -37,7 +38,15 @@ def load_degradation(name: str, scale: int, seed: int = 0) -> RealWorldDegradati
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS)):
         cfg = compose("train.yaml", overrides=[f"degradation={name}", f"scale={scale}", f"seed={seed}"])
     GlobalHydra.instance().clear()
-    return instantiate(cfg.degradation, _convert_="all") if cfg.degradation is not None else None
+    return OmegaConf.to_container(cfg.degradation, resolve=True) if cfg.degradation is not None else None  # type: ignore[return-value]
+
+
+def load_degradation(name: str, scale: int, seed: int = 0) -> RealWorldDegradation | None:
+    """Build ``configs/degradation/<name>.yaml`` for ``scale`` (``None`` for ``bicubic``)."""
+    from hydra.utils import instantiate
+
+    config = degradation_config(name, scale, seed)
+    return instantiate(config, _convert_="all") if config is not None else None
 
 
 def side_by_side(lr: Tensor, hr: Tensor) -> Tensor:
