@@ -243,6 +243,51 @@ def test_attention_matches_naive_reference():
     torch.testing.assert_close(weights @ v, naive_attention(q, k, v, allowed))
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_both_attention_paths_give_the_reference_values_and_gradients(fused: bool, monkeypatch) -> None:
+    import srformer.models.attention as attention_module
+
+    monkeypatch.setattr(attention_module, "FUSED", fused)
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(3, 4, 10, 8, requires_grad=True) for _ in range(3))
+    allowed = torch.rand(3, 1, 10, 10) > 0.3
+    allowed[..., 0] = True
+    tail_mask = torch.zeros(2, 1, 10, 10).masked_fill(~allowed[1:], float("-inf"))
+    allowed[0] = True
+    grad = torch.randn(3, 4, 10, 8)
+    ours = torch.autograd.grad(attention(q, k, v, tail_mask), (q, k, v), grad)
+    reference = torch.autograd.grad(naive_attention(q, k, v, allowed), (q, k, v), grad)
+    for a, b in zip(ours, reference, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_attention_leaves_the_fused_kernel_only_for_reduced_precision_training_on_cpu(monkeypatch) -> None:
+    """PyTorch's fused CPU kernel is slower in bf16 than in fp32, its backward above all, so bf16 training takes
+    the explicit path; fp32, inference and (untested here) CUDA keep the fused kernel."""
+    import srformer.models.attention as attention_module
+
+    calls: list[str] = []
+    real_sdpa = attention_module.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention",
+                        lambda *a, **kw: calls.append("fused") or real_sdpa(*a, **kw))  # fmt: skip
+    model = build_model("tiny", 2)
+    x = torch.rand(1, 3, 20, 20)
+    model(x).mean().backward()
+    assert calls and set(calls) == {"fused"}  # fp32 training
+    calls.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert not calls  # bf16 training: explicit everywhere, self- and cross-attention alike
+    out.float().mean().backward()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+    assert calls  # bf16 inference: the fused kernel (faster forward)
+    q = torch.rand(1, 2, 4, 8, dtype=torch.bfloat16, requires_grad=True)
+    assert not attention_module.fused_kernel_is_faster(q)
+    assert attention_module.fused_kernel_is_faster(q.detach())
+    assert attention_module.fused_kernel_is_faster(q.float())
+
+
 def test_shift_mask_keeps_apart_pixels_that_the_shift_wrapped():
     """Independent reference: in a shifted window two tokens may attend to each other iff both or neither of
     their original rows (and columns) wrapped around, i.e. lie in the first ``shift`` rows (columns)."""

@@ -36,8 +36,28 @@ def merge_heads(x: Tensor, batch: int) -> Tensor:
     return x.view(nW, batch, heads, N, d).permute(0, 1, 3, 2, 4).reshape(nW, batch, N, heads * d)
 
 
+# Which computation :func:`attention` uses: None chooses per call (:func:`fused_kernel_is_faster`), True always
+# the fused kernel, False always the explicit one (for benchmarks and tests).
+FUSED: bool | None = None
+
+
+def fused_kernel_is_faster(q: Tensor) -> bool:
+    """Whether :func:`attention` should use the fused kernel for ``q``: everywhere but in training at reduced
+    precision on the CPU. There PyTorch's fused flash-attention kernel is slower in bf16 than in fp32, its
+    backward above all: for one training step's windows of ``light`` (16 window-batches of 256 queries, 32
+    channels per head, one thread) forward + backward took 41 ms fused against 20 ms explicit with 256 keys, and
+    89 against 51 ms with 576 (the cross-attention's enlarged windows), while forward alone stays faster fused
+    (19 against 31 ms). The explicit path keeps the softmax weights for the backward pass instead of recomputing
+    them: (nW, B * heads, N, M) bf16 per call, a few MB at training-patch sizes."""
+    if FUSED is not None:
+        return FUSED
+    reduced = q.dtype in (torch.bfloat16, torch.float16)
+    return not (q.device.type == "cpu" and reduced and q.requires_grad and torch.is_grad_enabled())
+
+
 def attention(q: Tensor, k: Tensor, v: Tensor, tail_mask: Tensor | None = None) -> Tensor:
-    """Scaled dot-product attention of windows, ``softmax(q k^T / sqrt(d)) v``.
+    """Scaled dot-product attention of windows, ``softmax(q k^T / sqrt(d)) v``: PyTorch's fused kernel, or
+    the same computation written out where that is faster (:func:`fused_kernel_is_faster`).
 
     Args:
         q: ``(nW, BH, N, d)``; k, v: ``(nW, BH, M, d)``.
@@ -47,6 +67,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, tail_mask: Tensor | None = None) 
     Returns:
         ``(nW, BH, N, d)``.
     """
+    if not fused_kernel_is_faster(q):
+        return attention_weights(q, k, tail_mask) @ v
     if tail_mask is None:
         return F.scaled_dot_product_attention(q, k, v)
     if tail_mask.dtype != q.dtype:
@@ -61,11 +83,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, tail_mask: Tensor | None = None) 
 
 
 def attention_weights(q: Tensor, k: Tensor, tail_mask: Tensor | None = None) -> Tensor:
-    """The softmax weights :func:`attention` applies, made explicit: ``(nW, BH, N, d), (nW, BH, M, d)`` ->
-    ``(nW, BH, N, M)``.
-
-    For inspection only (srformer.explain); the forward pass keeps the fused kernel.
-    """
+    """The softmax weights of :func:`attention`, made explicit: ``(nW, BH, N, d), (nW, BH, M, d)`` ->
+    ``(nW, BH, N, M)``. The explicit path of :func:`attention`, and what srformer.explain inspects."""
     scores = (q @ k.transpose(-2, -1)) / q.shape[-1] ** 0.5
     if tail_mask is not None:
         head = scores.shape[0] - tail_mask.shape[0]
