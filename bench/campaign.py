@@ -394,7 +394,11 @@ def report(write: bool) -> str:
         "(`configs/experiment/bsd400_x4_light_campaign.yaml` is the same recipe for train.py).\n\n"
         f"{status_table()}\n\nEvery score point:\n\n{curves_table()}\n\n"
         "Cross-attention at equal CPU time: `light` (MHSA + one MHCA block) minus `light:none` (MHSA only), "
-        "same recipe, trained side by side (issue 23's target: >= +0.05 dB on all three sets at 480 CPU min):\n\n"
+        "same recipe, trained side by side (issue 23's target: >= +0.05 dB on all three sets at 480 CPU min). "
+        "Both switched together to the explicit attention path of bf16 CPU training (`bench/attention_paths.py`) "
+        "at 148.5 (`light`, step 9,464) and 148.7 CPU min (`light:none`, step 10,727), resumed exactly from "
+        "their full state: a `light` step costs 0.63 CPU s from there, 0.94 before; a `light:none` step 0.56 "
+        "against 0.84. Both thus take about 1.5x the steps per CPU minute after that point:\n\n"
         f"{paired_table('light', 'light-none')}"
     )
     if write:
