@@ -24,6 +24,7 @@ from srformer.errors import CheckpointError
 #: Shipped model name -> file stem in :data:`WEIGHTS_DIR` (``<stem>.safetensors`` + ``<stem>.json``).
 SHIPPED: dict[str, str] = {
     "x4": "srformer_x4",
+    "x4_small": "srformer_x4_small",
     "x4_tiny": "srformer_x4_tiny",
     "x3": "srformer_x3",
     "x2": "srformer_x2",

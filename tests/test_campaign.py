@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from itertools import islice
 from pathlib import Path
@@ -311,3 +313,42 @@ def test_a_real_world_campaign_run_passes_its_degradation_and_sets(tmp_path: Pat
                         "Set14_D1": {"psnr": 25.31}}}  # fmt: skip
     assert campaign.scores_cell(point) == "30.00 / 27.00 / 26.50; Set14_D1 25.31"
     assert "| real | light | x4, p32, fp32, photo LR | 1 |" in campaign.status_table()
+
+
+def test_a_lane_waits_for_a_start_another_lane_is_training_and_stops_when_none_is(tmp_path: Path, monkeypatch) -> None:
+    """The two halves of a stage end at about the same time; the next stage may start from either, so the lane that
+    ends first waits for the other's weights instead of leaving its core idle, and stops only when nobody trains
+    them (or when it is told to stop)."""
+    monkeypatch.setattr(campaign, "ROOT", tmp_path)
+    monkeypatch.setattr(campaign, "REPO", tmp_path)
+    source = campaign.Run("first", "light", 60, lane=0, purpose="t")
+    follower = campaign.Run("next", "light", 60, lane=1, purpose="t", init="first@60")
+    monkeypatch.setattr(campaign, "PLAN", [source, follower])
+    monkeypatch.setattr(campaign, "RUNS", {"first": source, "next": follower})
+    (tmp_path / "logs").mkdir()
+    weights = source.folder / "light_60m.safetensors"
+
+    def lane_zero_trains(run: str) -> None:
+        campaign.lane_file(0).write_text(json.dumps({"pid": os.getpid(), "run": run, "since": 0.0}))
+
+    lane_zero_trains("first")
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the other lane writes the weights while this one waits
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            source.folder.mkdir()
+            weights.write_bytes(b"")
+
+    monkeypatch.setattr(campaign.time, "sleep", sleep)
+    assert campaign.wait_for_start(follower, lane=1, stopping=[])
+    assert len(sleeps) == 3
+
+    weights.unlink()
+    lane_zero_trains("something-else")  # the lane is alive but trains another run: nothing to wait for
+    assert not campaign.wait_for_start(follower, lane=1, stopping=[])
+    campaign.lane_file(0).unlink()  # no lane at all
+    assert not campaign.wait_for_start(follower, lane=1, stopping=[])
+    lane_zero_trains("first")
+    assert not campaign.wait_for_start(follower, lane=1, stopping=[signal.SIGTERM])  # told to stop while waiting
+    assert campaign.wait_for_start(source, lane=0, stopping=[])  # no init: starts at once
