@@ -5,6 +5,7 @@ on both cores, resumed every session and on any machine.
     python bench/campaign.py start     # resume the lanes in the background (one process and thread per core)
     python bench/campaign.py stop      # each run saves its state and stops (then commit bench/campaign/)
     python bench/campaign.py report    # tables + PSNR-vs-CPU-hours plot, written to docs/BENCHMARKS.md
+    python bench/campaign.py ship light@240 x4   # a score point's weights become a shipped model
 
 A run is one ``bench/equal_time.py`` training (one model, one recipe, a budget in CPU minutes with the cosine
 annealed at its end, scored along the way) in its own folder ``bench/campaign/<run>/``. Runs are laid out in
@@ -456,6 +457,48 @@ def report(write: bool) -> str:
     return body
 
 
+def ship(point: str, name: str) -> list[Path]:
+    """Make a campaign score point (``"<run>@<minutes>"``) the shipped model ``name`` (``x4``, ``real``, ...):
+    its scored weights copied into ``srformer/weights/``, its JSON the point's own (architecture, preset, scale,
+    steps, CPU minutes) plus the point's scores as ``metrics`` and where it came from. The scores are the
+    campaign's own, the classical protocol of ``srformer evaluate`` (which re-scored the first shipped point,
+    ``light@240``, to the same numbers); re-score the file after shipping all the same. Returns the paths written.
+    """
+    from srformer import shipped
+    from srformer.atomic import atomic_file
+
+    run_name, _, minutes = point.partition("@")
+    if run_name not in RUNS or not minutes:
+        raise SystemExit(f"error: {point!r} is not <run>@<minutes> of a campaign run ({', '.join(RUNS)})")
+    run = RUNS[run_name]
+    marks = {p.get("mark_minutes", p["minutes"]): p for p in read_state(run).points}
+    scored = marks.get(float(minutes))
+    if scored is None or "weights" not in scored:
+        have = ", ".join(f"{m:g}" for m in marks) or "none yet"
+        raise SystemExit(f"error: {run_name} has no scored weights at {minutes} CPU min (its points: {have})")
+    try:
+        target = shipped.weights_file(name)
+    except Exception as error:  # CheckpointError: an unknown name, in one sentence
+        raise SystemExit(f"error: {error}") from None
+    source = run.folder / scored["weights"]
+    info = json.loads(source.with_suffix(".json").read_text())
+    if info["scale"] != (expected := int(target.stem.split("_")[1][1:])):
+        raise SystemExit(f"error: {point} is an x{info['scale']} model; {name} is shipped at x{expected}")
+    _, init_minutes = run.init_file()
+    info["cpu_minutes"] = init_minutes + float(minutes)  # the whole budget behind the file, its start included
+    info["metrics"] = {
+        f"test/{set_name}/{metric}": round(value, 4)
+        for set_name, values in scored["scores"].items()
+        for metric, value in values.items()
+    }
+    info["source"] = f"bench/campaign/{run.name}/{scored['weights']} ({point}: bench/campaign.py run {run.name!r})"
+    with atomic_file(target) as file:
+        file.write(source.read_bytes())
+    with atomic_file(target.with_suffix(".json"), "w") as file:
+        file.write(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return [target, target.with_suffix(".json")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="action", required=True)
@@ -466,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     lane.add_argument("lane", type=int)
     rep = sub.add_parser("report", help="tables and plot into docs/BENCHMARKS.md")
     rep.add_argument("--no-write", action="store_true")
+    shipping = sub.add_parser("ship", help="make a score point (<run>@<minutes>) a shipped model (x4, real, ...)")
+    shipping.add_argument("point")
+    shipping.add_argument("name")
     args = parser.parse_args(argv)
     if args.action == "status":
         print(status_table())
@@ -477,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_lane(args.lane)
     elif args.action == "report":
         print(report(write=not args.no_write))
+    elif args.action == "ship":
+        for path in ship(args.point, args.name):
+            print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 from itertools import islice
@@ -352,3 +353,42 @@ def test_a_lane_waits_for_a_start_another_lane_is_training_and_stops_when_none_i
     lane_zero_trains("first")
     assert not campaign.wait_for_start(follower, lane=1, stopping=[signal.SIGTERM])  # told to stop while waiting
     assert campaign.wait_for_start(source, lane=0, stopping=[])  # no init: starts at once
+
+
+def test_a_score_point_is_shipped_with_its_scores_and_budget(tmp_path: Path, monkeypatch) -> None:
+    """``campaign.py ship RUN@MIN NAME``: the point's weights byte for byte, its JSON with the campaign's scores as
+    metrics and the CPU minutes of its start counted in; a wrong point, name or scale is one sentence."""
+    from srformer import shipped
+
+    monkeypatch.setattr(campaign, "ROOT", tmp_path / "campaign")
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "weights")
+    (tmp_path / "weights").mkdir()
+    first = campaign.Run("first", "light", 60, lane=0, purpose="t")
+    real = campaign.Run("real", "light", 30, lane=0, purpose="t", init="first@60", degradation="photo")
+    monkeypatch.setattr(campaign, "PLAN", [first, real])
+    monkeypatch.setattr(campaign, "RUNS", {"first": first, "real": real})
+    real.folder.mkdir(parents=True)
+    (real.folder / "light_30m.safetensors").write_bytes(b"weights of the point")
+    (real.folder / "light_30m.json").write_text(json.dumps({"scale": 4, "preset": "light", "cpu_minutes": 30.0}))
+    scores = {"Set5": {"psnr": 31.123456, "ssim": 0.88}, "Set14_D1": {"psnr": 25.4, "ssim": 0.65}}
+    point = {"minutes": 30.0, "mark_minutes": 30, "seconds": 1800.0, "steps": 100, "scores": scores,
+             "weights": "light_30m.safetensors"}  # fmt: skip
+    (real.folder / "light.json").write_text(json.dumps({"points": [point]}))
+
+    written = campaign.ship("real@30", "real")
+    assert [p.name for p in written] == ["srformer_x4_real.safetensors", "srformer_x4_real.json"]
+    assert written[0].read_bytes() == b"weights of the point"
+    info = json.loads(written[1].read_text())
+    assert info["cpu_minutes"] == 90.0  # 60 of its start, 30 of its own
+    assert info["metrics"] == {"test/Set5/psnr": 31.1235, "test/Set5/ssim": 0.88,
+                               "test/Set14_D1/psnr": 25.4, "test/Set14_D1/ssim": 0.65}  # fmt: skip
+    assert info["source"].startswith("bench/campaign/real/light_30m.safetensors (real@30")
+
+    for args, message in [
+        (("real@60", "real"), "real has no scored weights at 60 CPU min (its points: 30)"),
+        (("real@30", "x2"), "real@30 is an x4 model; x2 is shipped at x2"),
+        (("real@30", "x9"), "unknown shipped model 'x9'"),
+        (("nope", "x4"), "'nope' is not <run>@<minutes> of a campaign run"),
+    ]:
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            campaign.ship(*args)
