@@ -142,7 +142,9 @@ PLAN: list[Run] = [
     #   sigma 25 on 2026-12-06; the harness adds 0.022 CPU s per batch for it), scored clean and on the fixed
     #   D1 / noise20 sets at every point; judged at its annealed end, never on B100 alone; jpeg30 / noise10, the
     #   degradations it is not told about, scored after with `srformer evaluate`.
-    # Then x2 / x3 from the best default (the body transfers, the upsampler starts fresh), as CPU allows.
+    # Then x2 / x3 from the default's newest weights (the body transfers, the upsampler starts fresh: EDSR's
+    # cross-scale start; the shipped x3 started the same way from x4_small), as CPU allows. If default-1 says the
+    # default should go on (default-2), it goes in before x2-1 on lane 1 and these start from it instead.
     Run(
         "real-1",
         "light",
@@ -164,6 +166,26 @@ PLAN: list[Run] = [
         amp="bf16",
         init="light@480",
         extra=("--lr", "2e-4", "--seed", "1"),
+    ),
+    Run(
+        "x3-1",
+        "light",
+        240,
+        lane=0,
+        purpose="issue 23: the x3 model, from default-1@240",
+        amp="bf16",
+        scale=3,
+        init="default-1@240",
+    ),
+    Run(
+        "x2-1",
+        "light",
+        240,
+        lane=1,
+        purpose="issue 23: the x2 model, from default-1@240",
+        amp="bf16",
+        scale=2,
+        init="default-1@240",
     ),
 ]
 RUNS = {run.name: run for run in PLAN}
