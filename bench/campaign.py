@@ -6,6 +6,7 @@ on both cores, resumed every session and on any machine.
     python bench/campaign.py stop      # each run saves its state and stops (then commit bench/campaign/)
     python bench/campaign.py report    # tables + PSNR-vs-CPU-hours plot, written to docs/BENCHMARKS.md
     python bench/campaign.py ship light@240 x4   # a score point's weights become a shipped model
+    python bench/campaign.py paired-loss         # light minus light-none: training loss on the same batches
 
 A run is one ``bench/equal_time.py`` training (one model, one recipe, a budget in CPU minutes with the cosine
 annealed at its end, scored along the way) in its own folder ``bench/campaign/<run>/``. Runs are laid out in
@@ -479,6 +480,40 @@ def report(write: bool) -> str:
     return body
 
 
+def paired_losses(first: str, second: str) -> str:
+    """Training loss of ``first`` minus ``second`` on the same batches (batch k is the same for every run of a
+    recipe and seed), over the steps both full states still hold (a state keeps the losses since its last score
+    point): a paired, equal-step comparison beside the equal-CPU-time one of :func:`paired_table`. Needs the
+    ignored ``.pt`` files of both runs (this machine's); their learning rates differ at equal steps."""
+    import statistics
+
+    import torch
+
+    losses = {}
+    for name in (first, second):
+        run = RUNS[name]
+        path = run.folder / f"{run.stem}.pt"
+        if not path.is_file():
+            raise SystemExit(f"error: {name} has no full state here ({path.relative_to(REPO)}); it is not committed")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        losses[name] = (int(state["step"]) - len(state["losses"]), list(state["losses"]))
+    (start_a, a), (start_b, b) = losses[first], losses[second]
+    low, high = max(start_a, start_b), min(start_a + len(a), start_b + len(b))
+    if high - low < 2:
+        return f"{first} and {second} hold no common steps ({start_a}-{start_a + len(a)}, {start_b}-{start_b + len(b)})"
+    differences = [a[k - start_a] - b[k - start_b] for k in range(low, high)]
+    mean_a, mean_b = (
+        statistics.fmean(a[low - start_a : high - start_a]),
+        statistics.fmean(b[low - start_b : high - start_b]),
+    )
+    error = statistics.stdev(differences) / len(differences) ** 0.5
+    return (
+        f"steps {low:,}-{high - 1:,} ({high - low:,} batches, the same for both): training L1 {first} {mean_a:.6f}, "
+        f"{second} {mean_b:.6f}; {first} minus {second} {statistics.fmean(differences):+.6f} "
+        f"(standard error {error:.6f}, {statistics.fmean(differences) / mean_b:+.2%})"
+    )
+
+
 def ship(point: str, name: str) -> list[Path]:
     """Make a campaign score point (``"<run>@<minutes>"``) the shipped model ``name`` (``x4``, ``real``, ...):
     its scored weights copied into ``srformer/weights/``, its JSON the point's own (architecture, preset, scale,
@@ -531,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     lane.add_argument("lane", type=int)
     rep = sub.add_parser("report", help="tables and plot into docs/BENCHMARKS.md")
     rep.add_argument("--no-write", action="store_true")
+    pair = sub.add_parser("paired-loss", help="training loss of two runs on the same batches, at equal steps")
+    pair.add_argument("first", nargs="?", default="light")
+    pair.add_argument("second", nargs="?", default="light-none")
     shipping = sub.add_parser("ship", help="make a score point (<run>@<minutes>) a shipped model (x4, real, ...)")
     shipping.add_argument("point")
     shipping.add_argument("name")
@@ -545,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_lane(args.lane)
     elif args.action == "report":
         print(report(write=not args.no_write))
+    elif args.action == "paired-loss":
+        print(paired_losses(args.first, args.second))
     elif args.action == "ship":
         for path in ship(args.point, args.name):
             print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")

@@ -392,3 +392,21 @@ def test_a_score_point_is_shipped_with_its_scores_and_budget(tmp_path: Path, mon
     ]:
         with pytest.raises(SystemExit, match=re.escape(message)):
             campaign.ship(*args)
+
+
+def test_paired_losses_compare_the_same_batches_at_equal_steps(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(campaign, "ROOT", tmp_path / "campaign")
+    monkeypatch.setattr(campaign, "REPO", tmp_path)
+    first = campaign.Run("a", "light", 60, lane=0, purpose="t")
+    second = campaign.Run("b", "light:none", 60, lane=1, purpose="t")
+    monkeypatch.setattr(campaign, "RUNS", {"a": first, "b": second})
+    for run, step, losses in [(first, 13, [0.5, 0.3, 0.31, 0.32]), (second, 15, [9.0, 0.2, 0.2, 0.21, 0.7, 0.8])]:
+        run.folder.mkdir(parents=True)
+        torch.save({"step": step, "losses": losses}, run.folder / f"{run.stem}.pt")
+    # a holds steps 9-12, b steps 9-14: batches 9-12 in common (0.5/9.0 differ by 8.5: they are not dropped)
+    text = campaign.paired_losses("a", "b")
+    assert text.startswith("steps 9-12 (4 batches, the same for both): training L1 a 0.357500, b 2.402500;")
+    assert "a minus b -2.045000" in text
+    (second.folder / "light_none.pt").unlink()
+    with pytest.raises(SystemExit, match="b has no full state here"):
+        campaign.paired_losses("a", "b")
