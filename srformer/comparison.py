@@ -22,13 +22,11 @@ from torch import Tensor, nn
 from srformer.data.benchmark_degradations import BICUBIC as BICUBIC_LR
 from srformer.data.cache import ImageCache
 from srformer.errors import SRFormerError
-from srformer.handle import ModelHandle, matlab_bicubic_upscaler, model_upscaler, open_model
+from srformer.handle import BICUBIC, ModelHandle, matlab_bicubic_upscaler, model_upscaler, open_model
 from srformer.pixels import to_uint8
 from srformer.profiling import count_parameters, flops_per_output_pixel, seconds_per_call
 from srformer.scoring import Upscaler, dataset_name, mean_scores, score_folder
 from srformer.tracking import artifact_reference
-
-BICUBIC = "bicubic"
 
 
 @dataclass
@@ -306,6 +304,8 @@ def build_methods(
     methods = [Method(BICUBIC, matlab_bicubic_upscaler(scale))]
     taken: set[str] = set()
     for given in models:
+        if str(given).strip().lower() == BICUBIC:
+            continue  # named on the command line too: it is the baseline, already the first method
         handle = open_model(given, scale=scale, device=device, wandb_mode=wandb_mode)
         name = model_label(given if handle.artifact is not None else str(handle.path), taken)
         params, flops, speed = measure_cost(handle.module, scale, device, cost_side, repeats)
