@@ -441,6 +441,20 @@ def plot(path: Path) -> None:
     plt.close(fig)
 
 
+def shipped_from_campaign() -> str:
+    """Which shipped models are campaign points (``campaign.py ship`` records the point in their JSON)."""
+    from srformer import shipped
+
+    lines = []
+    for name, path in shipped.installed().items():
+        source = json.loads(path.with_suffix(".json").read_text()).get("source", "")
+        if source.startswith("bench/campaign/"):
+            lines.append(f"- `{name}` (`srformer/weights/{path.name}`): {source}")
+    return "Shipped from the campaign (`python bench/campaign.py ship RUN@MINUTES NAME`):\n\n" + (
+        "\n".join(lines) or "- none yet"
+    )
+
+
 def report(write: bool) -> str:
     sys.path.insert(0, str(HERE))
     from report import write_section
@@ -466,11 +480,7 @@ def report(write: bool) -> str:
         "at 148.5 (`light`, step 9,464) and 148.7 CPU min (`light:none`, step 10,727), resumed exactly from "
         "their full state: a `light` step costs 0.63 CPU s from there, 0.94 before; a `light:none` step 0.56 "
         "against 0.84. Both thus take about 1.5x the steps per CPU minute after that point:\n\n"
-        f"{paired_table('light', 'light-none')}\n\n"
-        "Shipped: `light` at 240 CPU min (not annealed) is the x4 default `srformer/weights/srformer_x4.*` since "
-        "2026-12-06 (`srformer evaluate` re-scored the file: 31.70 / 28.23 / 27.42, the numbers above). Next "
-        "(`PLAN`): from `light`'s annealed 480-minute weights, `default-1` (the default's next 240-minute annealed "
-        "segment) and `real-1` (the real-world model, `photo` degradations)."
+        f"{paired_table('light', 'light-none')}\n\n{shipped_from_campaign()}"
     )
     if write:
         image = REPO / "docs" / "campaign.png"
@@ -501,16 +511,14 @@ def paired_losses(first: str, second: str) -> str:
     low, high = max(start_a, start_b), min(start_a + len(a), start_b + len(b))
     if high - low < 2:
         return f"{first} and {second} hold no common steps ({start_a}-{start_a + len(a)}, {start_b}-{start_b + len(b)})"
-    differences = [a[k - start_a] - b[k - start_b] for k in range(low, high)]
-    mean_a, mean_b = (
-        statistics.fmean(a[low - start_a : high - start_a]),
-        statistics.fmean(b[low - start_b : high - start_b]),
-    )
+    a, b = a[low - start_a : high - start_a], b[low - start_b : high - start_b]
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    mean_a, mean_b, difference = statistics.fmean(a), statistics.fmean(b), statistics.fmean(differences)
     error = statistics.stdev(differences) / len(differences) ** 0.5
     return (
         f"steps {low:,}-{high - 1:,} ({high - low:,} batches, the same for both): training L1 {first} {mean_a:.6f}, "
-        f"{second} {mean_b:.6f}; {first} minus {second} {statistics.fmean(differences):+.6f} "
-        f"(standard error {error:.6f}, {statistics.fmean(differences) / mean_b:+.2%})"
+        f"{second} {mean_b:.6f}; {first} minus {second} {difference:+.6f} "
+        f"(standard error {error:.6f}, {difference / mean_b:+.2%})"
     )
 
 
@@ -523,6 +531,7 @@ def ship(point: str, name: str) -> list[Path]:
     """
     from srformer import shipped
     from srformer.atomic import atomic_file
+    from srformer.errors import CheckpointError
 
     run_name, _, minutes = point.partition("@")
     if run_name not in RUNS or not minutes:
@@ -535,11 +544,13 @@ def ship(point: str, name: str) -> list[Path]:
         raise SystemExit(f"error: {run_name} has no scored weights at {minutes} CPU min (its points: {have})")
     try:
         target = shipped.weights_file(name)
-    except Exception as error:  # CheckpointError: an unknown name, in one sentence
+    except CheckpointError as error:  # an unknown name, in one sentence
         raise SystemExit(f"error: {error}") from None
     source = run.folder / scored["weights"]
     info = json.loads(source.with_suffix(".json").read_text())
-    if info["scale"] != (expected := int(target.stem.split("_")[1][1:])):
+    replaced = target.with_suffix(".json")
+    expected = json.loads(replaced.read_text())["scale"] if replaced.is_file() else info["scale"]
+    if info["scale"] != expected:  # a shipped name keeps its scale (--scale picks models by it)
         raise SystemExit(f"error: {point} is an x{info['scale']} model; {name} is shipped at x{expected}")
     _, init_minutes = run.init_file()
     info["cpu_minutes"] = init_minutes + float(minutes)  # the whole budget behind the file, its start included

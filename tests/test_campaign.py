@@ -363,6 +363,7 @@ def test_a_score_point_is_shipped_with_its_scores_and_budget(tmp_path: Path, mon
     monkeypatch.setattr(campaign, "ROOT", tmp_path / "campaign")
     monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path / "weights")
     (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "srformer_x2.json").write_text(json.dumps({"scale": 2}))  # the x2 model it would replace
     first = campaign.Run("first", "light", 60, lane=0, purpose="t")
     real = campaign.Run("real", "light", 30, lane=0, purpose="t", init="first@60", degradation="photo")
     monkeypatch.setattr(campaign, "PLAN", [first, real])

@@ -28,8 +28,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "upsampler": "pixelshuffle_direct",
     },
     # ~0.40M parameters: tiny's groups, twice. The shipped x4_small (the x4 default until 2026-12-06), x3 and
-    # real models (srformer/weights/), grown from a trained tiny (``init_weights``: every tensor of tiny has a place, the extra groups start as
-    # identities).
+    # real models (srformer/weights/), grown from a trained tiny (``init_weights``: every tensor of tiny has a
+    # place, the extra groups start as identities).
     "small": {
         "dim": 48,
         "depths": [2, 2, 2, 2],
