@@ -5,7 +5,7 @@ on both cores, resumed every session and on any machine.
     python bench/campaign.py start     # resume the lanes in the background (one process and thread per core)
     python bench/campaign.py stop      # each run saves its state and stops (then commit bench/campaign/)
     python bench/campaign.py report    # tables + PSNR-vs-CPU-hours plot, written to docs/BENCHMARKS.md
-    python bench/campaign.py ship light@240 x4   # a score point's weights become a shipped model
+    python bench/campaign.py ship light@480 x4   # a score point's weights become a shipped model
     python bench/campaign.py paired-loss         # light minus light-none: training loss on the same batches
 
 A run is one ``bench/equal_time.py`` training (one model, one recipe, a budget in CPU minutes with the cosine
