@@ -221,21 +221,40 @@ def test_identities_compare_numbers_as_numbers() -> None:
     assert not equal_time.same_identity(cli, equal_time.TimedRun("tiny", equal_time.Recipe(warmup=181)).identity())
 
 
-def test_the_campaign_recipe_is_a_train_py_experiment(tmp_path: Path) -> None:
-    """``experiment=bsd400_x4_light_campaign`` is the campaign's recipe in train.py's terms: the same model,
-    patch, batch, loss, optimizer and precision, and its CPU-time schedule and EMA at the measured CPU seconds
-    per bf16 step (0.63 in the `light` run since the explicit attention path; 0.90 before) converted to steps."""
+#: Campaign run -> (its train.py experiment, the CPU seconds a step of it measured on one thread).
+CAMPAIGN_EXPERIMENTS = {
+    "light": ("bsd400_x4_light_campaign", 0.63),  # since the explicit attention path (0.90 before)
+    "real-1": ("bsd400_x4_real_campaign", 0.704),  # the photo degradation included
+    "x2-1": ("bsd400_x2_light_campaign", 0.662),
+}
+
+
+@pytest.mark.parametrize("name", list(CAMPAIGN_EXPERIMENTS))
+def test_the_campaign_recipe_is_a_train_py_experiment(tmp_path: Path, name: str) -> None:
+    """Each campaign run's experiment is its recipe in train.py's terms: the same model, scale, patch, batch,
+    loss, optimizer, rate, precision, degradation and starting weights, and its CPU-time schedule and EMA at the
+    run's measured CPU seconds per step converted to steps."""
     from hydra.utils import instantiate
     from test_configs import ON_CPU, compose_train_config
 
     from srformer.models import build_model
 
-    run, recipe, seconds_per_step = campaign.RUNS["light"], equal_time.Recipe(), 0.63
-    cfg = compose_train_config(["experiment=bsd400_x4_light_campaign", "logger=none", *ON_CPU[:1]], tmp_path)
+    experiment, seconds_per_step = CAMPAIGN_EXPERIMENTS[name]
+    run = campaign.RUNS[name]
+    lr = float(run.extra[run.extra.index("--lr") + 1]) if "--lr" in run.extra else equal_time.Recipe().lr
+    recipe = equal_time.Recipe(lr=lr)
+    cfg = compose_train_config([f"experiment={experiment}", "logger=none", *ON_CPU[:1]], tmp_path)
     assert (cfg.model.preset, cfg.scale, cfg.data.patch_size, cfg.data.batch_size) == (
-        run.model, run.scale, run.patch, recipe.batch)  # fmt: skip
+        run.model.split(":")[0], run.scale, run.patch, recipe.batch)  # fmt: skip
     assert cfg.trainer.precision == {"bf16": "bf16-mixed", "fp32": "32-true"}[run.amp]
-    module = instantiate(cfg.module, net=build_model("light", 4), _convert_="all")
+    assert (cfg.degradation or {}).get("_target_") == (
+        equal_time.Recipe(degradation=run.degradation).as_record().get("degradation_config", {}).get("_target_"))
+    if run.init:  # the run's starting point is the shipped file made from it
+        shipped = json.loads((REPO / cfg.init_weights).with_suffix(".json").read_text())
+        assert f"({run.init}:" in shipped["source"], shipped["source"]
+    else:
+        assert not cfg.get("init_weights")
+    module = instantiate(cfg.module, net=build_model(cfg.model.preset, cfg.scale), _convert_="all")
     optimizer = module.configure_optimizers()["optimizer"]
     bench = equal_budget.make_optimizer(torch.nn.Linear(2, 2), recipe.lr)
     assert type(optimizer) is type(bench) and isinstance(module.criterion, torch.nn.L1Loss)
@@ -245,6 +264,9 @@ def test_the_campaign_recipe_is_a_train_py_experiment(tmp_path: Path) -> None:
     assert cfg.module.scheduler.warmup_steps * seconds_per_step == pytest.approx(recipe.warmup, rel=0.05)
     assert cfg.trainer.max_steps * seconds_per_step == pytest.approx(run.minutes * 60, rel=0.05)
     assert module.hparams.ema_decay == pytest.approx(recipe.ema_decay(seconds_per_step), abs=5e-4)
+    if name != "light":  # the run's own average (light's includes 148 CPU min on the slower fused path)
+        measured = json.loads((campaign.ROOT / name / f"{run.model}.json").read_text())
+        assert measured["s_per_step"] == pytest.approx(seconds_per_step, rel=0.05)
 
 
 # --- real-world runs: LR from a random degradation, scored on degraded benchmarks ---------------------------

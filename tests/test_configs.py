@@ -148,6 +148,8 @@ RECIPES_BEFORE = {
     "experiment=bsd400_x4_tiny": (5e-4, WarmupCosine(15000, 300, 0.0), 0.999),
     # new with its config groups (the campaign's recipe, tests/test_campaign.py checks it against the campaign)
     "experiment=bsd400_x4_light_campaign": (5e-4, WarmupCosine(45700, 285, 0.0), 0.9964),
+    "experiment=bsd400_x4_real_campaign": (2e-4, WarmupCosine(20450, 256, 0.0), 0.9959),
+    "experiment=bsd400_x2_light_campaign": (5e-4, WarmupCosine(21750, 272, 0.0), 0.9962),
     "experiment=div2k_x2_light": (2e-4, MultiStepDecay([250_000, 400_000, 450_000, 475_000], 0.5, 0), 0.999),
     "experiment=div2k_x4_base": (2e-4, MultiStepDecay([250_000, 400_000, 450_000, 475_000], 0.5, 0), 0.999),
     "experiment=div2k_x4_light": (2e-4, MultiStepDecay([250_000, 400_000, 450_000, 475_000], 0.5, 0), 0.999),
