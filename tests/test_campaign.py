@@ -248,7 +248,8 @@ def test_the_campaign_recipe_is_a_train_py_experiment(tmp_path: Path, name: str)
         run.model.split(":")[0], run.scale, run.patch, recipe.batch)  # fmt: skip
     assert cfg.trainer.precision == {"bf16": "bf16-mixed", "fp32": "32-true"}[run.amp]
     assert (cfg.degradation or {}).get("_target_") == (
-        equal_time.Recipe(degradation=run.degradation).as_record().get("degradation_config", {}).get("_target_"))
+        equal_time.Recipe(degradation=run.degradation).as_record().get("degradation_config", {}).get("_target_")
+    )
     if run.init:  # the run's starting point is the shipped file made from it
         shipped = json.loads((REPO / cfg.init_weights).with_suffix(".json").read_text())
         assert f"({run.init}:" in shipped["source"], shipped["source"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -505,6 +506,8 @@ def test_shipped_models_give_their_recorded_outputs(name, size):
     H, W = y.shape[-2:]
     points = [(1, 0, 0, 0), (0, 1, H // 2, W // 3), (1, 2, H - 1, W - 1), (0, 0, H - 3, 5)]
     got = torch.tensor([y[p].item() for p in points])
+    if os.environ.get("SRFORMER_RECORD") == "1":  # a newly shipped model: paste the line into SHIPPED_OUTPUTS
+        pytest.skip(f"({name!r}, {size}): {[round(v, 6) for v in got.tolist()]},")
     torch.testing.assert_close(got, torch.tensor(SHIPPED_OUTPUTS[name, size]), atol=1e-5, rtol=0)
 
 
