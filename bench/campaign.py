@@ -178,6 +178,19 @@ PLAN: list[Run] = [
         scale=2,
         init="light@480",
     ),
+    # Added 2026-12-06 (session 14): lane 1 would idle while x3-1 trains on lane 0. The x4 default's next annealed
+    # 240-minute segment from light@480 (what default-1 was to be, another seed): issue 23's flat-curve measure
+    # (gain over 4 more CPU hours, both ends annealed), shipped only if it rises on the benchmarks and held out.
+    Run(
+        "default-2",
+        "light",
+        240,
+        lane=1,
+        purpose="issue 23: the x4 default's next 4 CPU hours (from light@480), the flat-curve measure",
+        amp="bf16",
+        init="light@480",
+        extra=("--lr", "2e-4", "--seed", "3"),
+    ),
 ]
 RUNS = {run.name: run for run in PLAN}
 
