@@ -2,13 +2,15 @@
 
 Every model, and MATLAB bicubic as the baseline, is scored on every benchmark folder with the project's
 protocol (:mod:`srformer.evaluation`); :func:`markdown_table` puts PSNR/SSIM per dataset next to parameters,
-FLOPs per output pixel and throughput; :func:`grid_image` draws one grid of crops per image (bicubic | model 1
+FLOPs per output pixel and throughput, :func:`per_image_table` and :func:`per_image_csv` each image's scores; :func:`grid_image` draws one grid of crops per image (bicubic | model 1
 | ... | HR; the crop is the image's most textured region, where methods differ most); :func:`log_wandb` logs
 one W&B run per method, all in one group, each with the same crop keys, so W&B's run comparison lines them up.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +187,30 @@ def markdown_table(methods: list[Method], datasets: list[str], scale: int, devic
         cells.append(method.model or "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def per_image_table(rows: list[ImageRow], method_names: list[str]) -> str:
+    """A markdown row per image: each method's PSNR / SSIM, the method ahead on PSNR, and how far ahead of the
+    next (dB): where one checkpoint wins and loses, which a dataset's mean hides."""
+    header = ["dataset", "image", *method_names, "ahead (dB)"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+    for row in rows:
+        cells = [row.dataset, row.name] + [f"{row.scores[m][0]:.2f} / {row.scores[m][1]:.4f}" for m in method_names]
+        ranked = sorted(method_names, key=lambda m: row.scores[m][0], reverse=True)
+        lead = row.scores[ranked[0]][0] - row.scores[ranked[1]][0] if len(ranked) > 1 else 0.0
+        cells.append(f"{ranked[0]} +{lead:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_image_csv(rows: list[ImageRow], method_names: list[str]) -> str:
+    """``dataset,image,method,psnr_y,ssim_y``, a line per image and method (full precision), for spreadsheets."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["dataset", "image", "method", "psnr_y", "ssim_y"])
+    for row in rows:
+        writer.writerows([row.dataset, row.name, m, *row.scores[m]] for m in method_names)
+    return text.getvalue()
 
 
 def method_config(method: Method, scale: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -55,6 +56,16 @@ def test_compare_end_to_end(tmp_path: Path, setup, capsys: pytest.CaptureFixture
     assert [line.split(" | ")[0] for line in lines[1:]] == ["| bicubic", "| first/best", "| second/best"]
     expected = (_bicubic_psnr(data_dir / "astronaut.png") + _bicubic_psnr(data_dir / "chelsea.png")) / 2
     assert f"{expected:.2f} / " in lines[1]  # bicubic scored independently with the same protocol
+    assert "| dataset | image |" not in table  # the per-image rows only with --per-image
+    with (out / "per_image.csv").open() as per_image:
+        written = list(csv.DictReader(per_image))
+    assert [(r["image"], r["method"]) for r in written] == [
+        (image, method)
+        for image in ("astronaut.png", "chelsea.png")
+        for method in ("bicubic", "first/best", "second/best")
+    ]
+    bicubic = {r["image"]: float(r["psnr_y"]) for r in written if r["method"] == "bicubic"}
+    assert bicubic["chelsea.png"] == pytest.approx(_bicubic_psnr(data_dir / "chelsea.png"), abs=1e-9)
     for name in ("astronaut", "chelsea"):
         grid = Image.open(out / "grids" / "Photos" / f"{name}.png")
         assert grid.width == 4 * 64 + 3 * 4  # HR, bicubic and two models, 32 px crops zoomed x2
@@ -65,6 +76,24 @@ def test_compare_end_to_end(tmp_path: Path, setup, capsys: pytest.CaptureFixture
     assert len(logged["data"]) == 2 * 3
     bicubic_rows = [row[3] for row in logged["data"] if row[2] == "bicubic"]
     assert abs(sum(bicubic_rows) / 2 - expected) < 1e-6
+
+
+def test_compare_per_image_names_the_method_ahead_on_each_image(
+    tmp_path: Path, setup, capsys: pytest.CaptureFixture
+) -> None:
+    data_dir, models = setup
+    args = [str(models[0]), "--data", str(data_dir), "--scale", "4", "-o", str(tmp_path / "cmp"), "--no-cache"]
+    assert main([*args, "--per-image", "--wandb-mode", "disabled", "--repeats", "1", "--cost-size", "32"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| Photos | ")]
+    assert len(rows) == 2
+    for row, image in zip(rows, ("astronaut.png", "chelsea.png"), strict=True):
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        bicubic, model = (float(cell.split(" / ")[0]) for cell in cells[2:4])
+        ahead, lead = cells[4].split(" +")
+        assert cells[1] == image and bicubic == pytest.approx(_bicubic_psnr(data_dir / image), abs=0.005)
+        assert ahead == ("bicubic" if bicubic > model else "best") and float(lead) == pytest.approx(
+            abs(bicubic - model), abs=0.011
+        )
 
 
 def test_compare_refuses_wrong_scale(tmp_path: Path, setup, capsys: pytest.CaptureFixture) -> None:

@@ -5,7 +5,8 @@ A MODEL is a weights file, run folder, community checkpoint, shipped name, or a 
 
 Every model, and MATLAB bicubic as the baseline, is scored on every benchmark folder with the project's
 protocol (:mod:`srformer.evaluation`). Prints a markdown table with PSNR/SSIM per dataset, parameters, FLOPs per
-output pixel and CPU/GPU throughput; writes one PNG grid of crops per image; logs one W&B run per method
+output pixel and CPU/GPU throughput (``--per-image``: and a row per image, with the method ahead); writes
+``per_image.csv`` (every image's scores) and one PNG grid of crops per image; logs one W&B run per method
 (offline unless ``--wandb-mode online``), all in one group (:mod:`srformer.comparison`).
 ``--degradation D1|jpeg30|noise10|noise20`` makes the LR with that fixed benchmark degradation instead of bicubic,
 as ``srformer evaluate`` does.
@@ -23,7 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from srformer.commands import options
-from srformer.comparison import build_methods, grid_image, log_wandb, markdown_table, score_methods
+from srformer.comparison import (
+    build_methods,
+    grid_image,
+    log_wandb,
+    markdown_table,
+    per_image_csv,
+    per_image_table,
+    score_methods,
+)
 from srformer.errors import SRFormerError, exit_on_user_error, resolve_device
 from srformer.imageio import write_image
 
@@ -41,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, default=Path("compare"), help="folder for grids and the wandb run")
     options.add_device(parser)
     options.add_tiles(parser, default="0", overlap_and_precision=False)
+    parser.add_argument(
+        "--per-image", action="store_true", help="also print each image's scores and which method is ahead"
+    )
     parser.add_argument("--crop", type=int, default=96, help="side of the HR crops in the grids (pixels)")
     parser.add_argument("--cost-size", type=int, default=128, help="input side for FLOPs and throughput")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs for throughput (median)")
@@ -73,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = markdown_table(methods, datasets, args.scale, device)
     print(f"LR: {args.degradation}\n{table}")
     names = [m.name for m in methods]
+    if args.per_image:
+        print(f"\n{per_image_table(rows, names)}")
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "per_image.csv").write_text(per_image_csv(rows, names))
     for row in rows:
         path = args.output / "grids" / row.dataset / f"{Path(row.name).stem}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dirs = log_wandb(
         rows, methods, datasets, config, args.wandb_mode, args.wandb_project, group, args.output, args.wandb_entity
     )
-    print(f"\ngrids: {args.output / 'grids'}", file=sys.stderr)
+    print(f"\nper image: {args.output / 'per_image.csv'}; grids: {args.output / 'grids'}", file=sys.stderr)
     if run_dirs:
         sync = f"; upload: wandb sync {args.output / 'wandb'}/offline-run-*" if args.wandb_mode == "offline" else ""
         print(f"W&B: {len(run_dirs)} runs in group {group} under {args.output / 'wandb'}{sync}", file=sys.stderr)
