@@ -2,9 +2,10 @@
 
 Every model, and MATLAB bicubic as the baseline, is scored on every benchmark folder with the project's
 protocol (:mod:`srformer.evaluation`); :func:`markdown_table` puts PSNR/SSIM per dataset next to parameters,
-FLOPs per output pixel and throughput, :func:`per_image_table` and :func:`per_image_csv` each image's scores; :func:`grid_image` draws one grid of crops per image (bicubic | model 1
-| ... | HR; the crop is the image's most textured region, where methods differ most); :func:`log_wandb` logs
-one W&B run per method, all in one group, each with the same crop keys, so W&B's run comparison lines them up.
+FLOPs per output pixel and throughput; :func:`per_image_table` and :func:`per_image_csv` give each image's
+scores; :func:`grid_image` draws one grid of crops per image (bicubic | model 1 | ... | HR; the crop is the
+image's most textured region, where methods differ most); :func:`log_wandb` logs one W&B run per method, all
+in one group, each with the same crop keys, so W&B's run comparison lines them up.
 """
 
 from __future__ import annotations
