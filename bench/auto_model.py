@@ -316,8 +316,7 @@ def main() -> None:
             " wavelet noise estimates (0-255 units) over the images. The scores do not depend on the machine;"
             f" measured {datetime.date.today().isoformat()} ({platform.machine()}, torch {torch.__version__}, one"
             " thread). The noise estimator reads texture as noise: clean textured LR estimates as high as sigma-5"
-            " noise on a smooth image, which is why no threshold parts them (noise sigma 5 on B100), while the two"
-            " models differ little there.\n\n"
+            " noise on a smooth image, which is why no threshold parts them (noise sigma 5 and PNG on B100).\n\n"
             f"`{command}`\n\n{report}\n"
         )
         write_section("Choosing the model per image (--model auto)", body)

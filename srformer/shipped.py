@@ -28,7 +28,9 @@ SHIPPED: dict[str, str] = {
     "x4_tiny": "srformer_x4_tiny",
     "x3": "srformer_x3",
     "x2": "srformer_x2",
+    "x2_tiny": "srformer_x2_tiny",
     "real": "srformer_x4_real",
+    "real_small": "srformer_x4_real_small",
 }
 
 #: The model used for each scale when no model is given.

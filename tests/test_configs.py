@@ -150,6 +150,7 @@ RECIPES_BEFORE = {
     "experiment=bsd400_x4_light_campaign": (5e-4, WarmupCosine(45700, 285, 0.0), 0.9964),
     "experiment=bsd400_x4_real_campaign": (2e-4, WarmupCosine(20450, 256, 0.0), 0.9959),
     "experiment=bsd400_x2_light_campaign": (5e-4, WarmupCosine(21750, 272, 0.0), 0.9962),
+    "experiment=bsd400_x3_light_campaign": (5e-4, WarmupCosine(19800, 248, 0.0), 0.9958),
     "experiment=div2k_x2_light": (2e-4, MultiStepDecay([250_000, 400_000, 450_000, 475_000], 0.5, 0), 0.999),
     "experiment=div2k_x4_base": (2e-4, MultiStepDecay([250_000, 400_000, 450_000, 475_000], 0.5, 0), 0.999),
     "experiment=div2k_x4_light": (2e-4, MultiStepDecay([250_000, 400_000, 450_000, 475_000], 0.5, 0), 0.999),
