@@ -506,8 +506,20 @@ SHIPPED_OUTPUTS = {  # output[(image, channel, row, col)] at four points, record
 }
 
 
-@pytest.mark.parametrize(("name", "size"), list(SHIPPED_OUTPUTS))
+#: The input sizes each shipped model's outputs are recorded at.
+RECORDED_SIZES = [(7, 13), (16, 17), (33, 50)]
+
+
+def test_recorded_outputs_are_those_of_shipped_models():
+    assert {name for name, _ in SHIPPED_OUTPUTS} <= set(shipped.SHIPPED.values())
+    assert {size for _, size in SHIPPED_OUTPUTS} == set(RECORDED_SIZES)
+
+
+@pytest.mark.parametrize("size", RECORDED_SIZES)
+@pytest.mark.parametrize("name", sorted(shipped.SHIPPED.values()))
 def test_shipped_models_give_their_recorded_outputs(name, size):
+    """Every shipped file, at three odd sizes: a new one is recorded when it ships (``SRFORMER_RECORD=1 pytest
+    -rs -k recorded_outputs`` prints the lines to paste into :data:`SHIPPED_OUTPUTS`)."""
     model = load_model(shipped.model_path(name)).eval()
     x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(size[0] * 100 + size[1]))
     with torch.no_grad():
@@ -515,8 +527,9 @@ def test_shipped_models_give_their_recorded_outputs(name, size):
     H, W = y.shape[-2:]
     points = [(1, 0, 0, 0), (0, 1, H // 2, W // 3), (1, 2, H - 1, W - 1), (0, 0, H - 3, 5)]
     got = torch.tensor([y[p].item() for p in points])
-    if os.environ.get("SRFORMER_RECORD") == "1":  # a newly shipped model: paste the line into SHIPPED_OUTPUTS
+    if os.environ.get("SRFORMER_RECORD") == "1":
         pytest.skip(f"({name!r}, {size}): {[round(v, 6) for v in got.tolist()]},")
+    assert (name, size) in SHIPPED_OUTPUTS, f"{name} ships without recorded outputs: record them (SRFORMER_RECORD=1)"
     torch.testing.assert_close(got, torch.tensor(SHIPPED_OUTPUTS[name, size]), atol=1e-5, rtol=0)
 
 
