@@ -441,26 +441,40 @@ def paired_table(first: str, second: str) -> str:
 
 
 def plot(path: Path) -> None:
+    """PSNR against CPU hours of every campaign run with a score point: one row of Set5 / Set14 / B100 per scale
+    (a run started from another counts that run's hours; the real-world runs, trained on degraded LR, dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(SETS), figsize=(5.2 * len(SETS), 4.2), constrained_layout=True)
-    for axis, set_name in zip(axes, SETS, strict=True):
-        for run in (r for r in PLAN if r.scale == 4):  # x2 stages score on another scale's sets
-            _, init_minutes = run.init_file()
-            points = [p for p in read_state(run).points if set_name in p["scores"]]
-            if points:
-                hours = [(init_minutes * 60 + p["seconds"]) / 3600 for p in points]
-                axis.plot(hours, [p["scores"][set_name]["psnr"] for p in points], marker="o", label=run.name)
-        axis.set_xlabel("training time (CPU hours, one thread)")
-        axis.set_ylabel(f"{set_name} PSNR-Y (dB)")
-        axis.set_title(set_name)
-        axis.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Training campaign (x4, BSD400, one CPU thread per run): PSNR against CPU time", fontsize=10)
-    fig.savefig(path, dpi=120)
+    curves = {run: read_state(run).points for run in PLAN}
+    scales = sorted({run.scale for run, points in curves.items() if points}, reverse=True) or [4]
+    fig, axes = plt.subplots(
+        len(scales),
+        len(SETS),
+        figsize=(5.2 * len(SETS), 3.8 * len(scales)),
+        constrained_layout=True,
+        squeeze=False,
+        sharex=True,
+    )
+    for row, scale in zip(axes, scales, strict=True):
+        for axis, set_name in zip(row, SETS, strict=True):
+            for run in (r for r in PLAN if r.scale == scale):
+                _, init_minutes = run.init_file()
+                points = [p for p in curves[run] if set_name in p["scores"]]
+                if points:
+                    hours = [(init_minutes * 60 + p["seconds"]) / 3600 for p in points]
+                    psnr = [p["scores"][set_name]["psnr"] for p in points]
+                    axis.plot(hours, psnr, marker="o", label=run.name, linestyle="--" if run.degradation else "-")
+            axis.set_xlabel("training time (CPU hours, one thread)")
+            axis.set_ylabel(f"{set_name} x{scale} PSNR-Y (dB)")
+            axis.set_title(f"{set_name}, x{scale}")
+            axis.ticklabel_format(axis="y", useOffset=False)
+            axis.grid(True, alpha=0.3)
+        row[0].legend(fontsize=8)
+    fig.suptitle("Training campaign (BSD400, one CPU thread per run): PSNR against CPU time", fontsize=10)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

@@ -435,3 +435,34 @@ def test_paired_losses_compare_the_same_batches_at_equal_steps(tmp_path: Path, m
     (second.folder / "light_none.pt").unlink()
     with pytest.raises(SystemExit, match="b has no full state here"):
         campaign.paired_losses("a", "b")
+
+
+def test_the_plot_has_a_row_per_scale_with_points(tmp_path: Path, monkeypatch) -> None:
+    """``campaign.py report``'s figure: every run with a score point, one row of Set5 / Set14 / B100 per scale,
+    a run started from another drawn at that run's CPU hours plus its own."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(campaign, "ROOT", tmp_path / "campaign")
+    first = campaign.Run("first", "light", 60, lane=0, purpose="t")
+    x2 = campaign.Run("x2", "light", 30, lane=1, purpose="t", init="first@60", scale=2)
+    waiting = campaign.Run("waiting", "light", 30, lane=1, purpose="t", scale=3)  # no point yet: no x3 row
+    monkeypatch.setattr(campaign, "PLAN", [first, x2, waiting])
+    monkeypatch.setattr(campaign, "RUNS", {run.name: run for run in (first, x2, waiting)})
+    for run, psnr in ((first, 30.0), (x2, 36.0)):
+        run.folder.mkdir(parents=True)
+        scores = {name: {"psnr": psnr, "ssim": 0.9} for name in campaign.SETS}
+        points = [{"minutes": m, "seconds": m * 60.0, "steps": m, "scores": scores} for m in (15, 30)]
+        (run.folder / f"{run.stem}.json").write_text(json.dumps({"points": points}))
+    saved = {}
+    monkeypatch.setattr(plt.Figure, "savefig", lambda figure, path, **_: saved.update(figure=figure, path=path))
+    campaign.plot(tmp_path / "campaign.png")
+
+    axes = saved["figure"].axes
+    assert saved["path"] == tmp_path / "campaign.png"
+    assert [axis.get_title() for axis in axes] == ["Set5, x4", "Set14, x4", "B100, x4", "Set5, x2", "Set14, x2",
+                                                   "B100, x2"]  # fmt: skip
+    (line,) = axes[3].get_lines()
+    assert line.get_label() == "x2" and list(line.get_xdata()) == [1.25, 1.5]  # 60 CPU min of its start, then 15, 30
