@@ -176,6 +176,9 @@ PLAN: list[Run] = [
     # a different measure: the same run's next annealed 240 CPU minutes from its end, at half its peak rate.
     # After x3-1 (already training when real-1 ended): at real-1's last rate (+0.02 dB on B100_D1 from 120 to
     # 240 annealed) 4 more hours are unlikely to find the 0.04 missing, and x3-1 is a sure gain for x3 users.
+    # On the 15 held-out photos real-1's D1 PSNR did not rise with CPU time either (28.44 at 15 CPU min, 28.39 at
+    # 60 and 240): the `photo` mixture, widened to heavy noise, not compute, seems to bound D1 at this size. If
+    # real-2 confirms that, the measured limit is the result (issue 23: keep the contract, report the limit).
     Run(
         "real-2",
         "light",
