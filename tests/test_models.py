@@ -478,7 +478,8 @@ def test_cross_attention_blocks_start_as_identities_and_learn():
         assert layer.weight.grad.abs().sum() > 0
 
 
-SHIPPED_OUTPUTS = {  # output[(image, channel, row, col)] at four points, recorded before window geometry moved (x3, x4, real: when shipped)
+# output[(image, channel, row, col)] at four points, recorded before window geometry moved (later files: when shipped)
+SHIPPED_OUTPUTS = {
     ("srformer_x4", (7, 13)): [0.798162, 0.389442, 0.073253, 0.529955],
     ("srformer_x4", (16, 17)): [0.902951, 0.36694, 0.288373, 0.879109],
     ("srformer_x4", (33, 50)): [0.877074, 1.131626, 0.127559, 0.658834],

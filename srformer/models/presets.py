@@ -28,8 +28,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "upsampler": "pixelshuffle_direct",
     },
     # ~0.40M parameters: tiny's groups, twice. The shipped x4_small (the x4 default until 2026-12-06), x3 and
-    # real_small models (srformer/weights/), grown from a trained tiny (``init_weights``: every tensor of tiny has a
-    # place, the extra groups start as identities).
+    # real_small models (srformer/weights/), grown from a trained tiny (``init_weights``: every tensor of tiny
+    # has a place, the extra groups start as identities).
     "small": {
         "dim": 48,
         "depths": [2, 2, 2, 2],
@@ -46,7 +46,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # C = 64, the last group closed by one cross-attention block: at equal CPU time (docs/BENCHMARKS.md,
     # "Equal CPU time") an MHCA block in every group (0.83M) cost 45% more per training step than none and
     # trailed it by 0.1-0.3 dB, one block cost 11% and kept level. Two heads of 32 channels ran faster
-    # than four of 16 at equal FLOPs. The shipped x4 default and real-world model (srformer/weights/srformer_x4*.*, issue 23's campaign).
+    # than four of 16 at equal FLOPs. The shipped x4 default, x2 and real-world models (srformer/weights/,
+    # issue 23's campaign).
     "light": {
         "dim": 64,
         "depths": [3, 3, 3, 3],
