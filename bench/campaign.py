@@ -147,7 +147,7 @@ PLAN: list[Run] = [
     #   D1 / noise20 sets at every point; judged at its annealed end, never on B100 alone; jpeg30 / noise10, the
     #   degradations it is not told about, scored after with `srformer evaluate`.
     # Then x2 / x3 from the default's weights (the body transfers, the upsampler starts fresh: EDSR's cross-scale
-    # start; the shipped x3 started the same way from x4_small), as CPU allows: x2-1 on the core that `default-1` had.
+    # start; x3_small started the same way from x4_small), as CPU allows: x2-1 on the core that `default-1` had.
     Run(
         "real-1",
         "light",

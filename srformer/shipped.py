@@ -27,6 +27,7 @@ SHIPPED: dict[str, str] = {
     "x4_small": "srformer_x4_small",
     "x4_tiny": "srformer_x4_tiny",
     "x3": "srformer_x3",
+    "x3_small": "srformer_x3_small",
     "x2": "srformer_x2",
     "x2_tiny": "srformer_x2_tiny",
     "real": "srformer_x4_real",

@@ -226,7 +226,7 @@ CAMPAIGN_EXPERIMENTS = {
     "light": ("bsd400_x4_light_campaign", 0.63),  # since the explicit attention path (0.90 before)
     "real-1": ("bsd400_x4_real_campaign", 0.704),  # the photo degradation included
     "x2-1": ("bsd400_x2_light_campaign", 0.662),
-    "x3-1": ("bsd400_x3_light_campaign", 0.707),
+    "x3-1": ("bsd400_x3_light_campaign", 0.494),  # the average over two machines (0.69, then 0.41)
 }
 
 

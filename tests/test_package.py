@@ -19,7 +19,7 @@ from srformer.errors import CheckpointError
 REPO = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 #: The models whose files are in the repository.
-TRAINED = ["x4", "x4_small", "x4_tiny", "x3", "x2", "x2_tiny", "real", "real_small"]
+TRAINED = ["x4", "x4_small", "x4_tiny", "x3", "x3_small", "x2", "x2_tiny", "real", "real_small"]
 #: Distribution name -> the module its users import (where the two differ).
 IMPORT_NAMES = {"pytorch-lightning": "pytorch_lightning", "hydra-core": "hydra", "pillow": "PIL",
                 "scikit-image": "skimage", "spandrel-extra-arches": "spandrel_extra_arches"}  # fmt: skip
@@ -37,7 +37,9 @@ def _setuptools_major() -> int:
 
 
 def test_shipped_names() -> None:
-    assert {"x4", "x4_small", "x4_tiny", "x3", "x2", "x2_tiny", "real", "real_small"} <= set(shipped.names())
+    assert {"x4", "x4_small", "x4_tiny", "x3", "x3_small", "x2", "x2_tiny", "real", "real_small"} <= set(
+        shipped.names()
+    )
     assert set(TRAINED) <= set(shipped.installed())
 
 

@@ -27,8 +27,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "stem_blocks": 1,
         "upsampler": "pixelshuffle_direct",
     },
-    # ~0.40M parameters: tiny's groups, twice. The shipped x4_small (the x4 default until 2026-12-06), x3 and
-    # real_small models (srformer/weights/), grown from a trained tiny (``init_weights``: every tensor of tiny
+    # ~0.40M parameters: tiny's groups, twice. The shipped x4_small (the x4 default until 2026-12-06), x3_small
+    # and real_small models (srformer/weights/), grown from a trained tiny (``init_weights``: every tensor of tiny
     # has a place, the extra groups start as identities).
     "small": {
         "dim": 48,

@@ -1,8 +1,8 @@
 """The models a server offers, by the names its clients use, and how a request's ``model``/``scale`` pick one.
 
 A client names a model, never a path: ``auto`` (the shipped model :func:`srformer.autoselect.choose_model`
-picks for each image), a shipped model's name (``x4``, ``x4_small``, ``x4_tiny``, ``x3``, ``x2``, ``x2_tiny``,
-``real``, ``real_small``: those installed), ``bicubic`` (the baseline, at any scale), or the name the server
+picks for each image), a shipped model's name (``x4``, ``x4_small``, ``x4_tiny``, ``x3``, ``x3_small``, ``x2``,
+``x2_tiny``, ``real``, ``real_small``: those installed), ``bicubic`` (the baseline, at any scale), or the name the server
 gave a file or run folder named at start-up with ``--models`` (its file stem or folder name, made unique).
 Only the server maps names to files.
 """
