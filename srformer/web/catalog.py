@@ -2,9 +2,9 @@
 
 A client names a model, never a path: ``auto`` (the shipped model :func:`srformer.autoselect.choose_model`
 picks for each image), a shipped model's name (``x4``, ``x4_small``, ``x4_tiny``, ``x3``, ``x3_small``, ``x2``,
-``x2_tiny``, ``real``, ``real_small``: those installed), ``bicubic`` (the baseline, at any scale), or the name the server
-gave a file or run folder named at start-up with ``--models`` (its file stem or folder name, made unique).
-Only the server maps names to files.
+``x2_tiny``, ``real``, ``real_small``: those installed), ``bicubic`` (the baseline, at any scale), or the name
+the server gave a file or run folder named at start-up with ``--models`` (its file stem or folder name, made
+unique). Only the server maps names to files.
 """
 
 from __future__ import annotations
