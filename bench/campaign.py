@@ -214,6 +214,20 @@ PLAN: list[Run] = [
         init="light@480",
         extra=("--lr", "2e-4", "--seed", "3"),
     ),
+    # Added 2026-12-07 (session 17): default-2 gained +0.065 / +0.019 / +0.024 dB over light@480 (Set5 / Set14 /
+    # B100): B100 flat by the issue's test (< +0.03 over 4 annealed CPU hours), Set5 not. The test again one
+    # segment on: the next annealed 240 CPU minutes from default-2@240 (16 CPU hours in all). Shipped only if it
+    # rises on the benchmarks and held out (default-2 fell held out, on `brick` most).
+    Run(
+        "default-3",
+        "light",
+        240,
+        lane=1,
+        purpose="issue 23: the x4 default's 12-16 CPU hours (from default-2@240), the flat-curve measure again",
+        amp="bf16",
+        init="default-2@240",
+        extra=("--lr", "2e-4", "--seed", "5"),
+    ),
 ]
 RUNS = {run.name: run for run in PLAN}
 
