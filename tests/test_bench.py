@@ -264,3 +264,19 @@ def test_equal_time_tables_have_curves_and_margins() -> None:
     assert header == "| model | params | CPU s/step | 15 min | 30 min | 60 min |"
     assert any(line.startswith("| SwinIR-light | 0.93M | 1.00 | 29.90 | 30.20 | - |") for line in lines)
     assert "| light - swinir-light | 30 min | +0.30 |" in lines  # the longest time both reached
+
+
+def test_edge_error_puts_an_edge_error_near_edges_and_a_bias_everywhere() -> None:
+    import edge_error
+
+    hr = torch.full((1, 3, 40, 40), 0.3)
+    hr[..., :, 20:] = 0.8  # one vertical edge
+    moved = hr.clone()
+    moved[..., :, 19] = 0.8  # the edge one pixel to the left: 110 levels on one column of an 8-column band
+    split = edge_error.error_split(moved, hr, border=2, threshold=40.0)
+    assert split["edge rms"] > 30 and split["flat rms"] == 0.0
+    assert 0.1 < split["edge share"] < 0.3  # a 7-pixel band (plus the Sobel's reach) of 36 columns
+    brighter = (hr + 4 / 255).clamp(0, 1)
+    split = edge_error.error_split(brighter, hr, border=2, threshold=40.0)
+    assert split["mean"] == pytest.approx(4 * 219 / 255, abs=0.01)  # Y's studio range: 219 levels for 255
+    assert split["flat rms"] == pytest.approx(split["mean"], abs=0.01)
