@@ -258,6 +258,10 @@ PLAN: list[Run] = [
         sets=REAL_SETS,
         extra=("--lr", "1e-4", "--seed", "6"),
     ),
+    # Ended 2026-12-07 (session 20). default-4 gained +0.014 / +0.011 / +0.010 over default-3@240: under issue 23's
+    # +0.03 on Set5 and B100, so the default's curve has flattened and the campaign stops by the issue's rule.
+    # real-3@240 (B100_D1 25.243 against the 25.247 target; level or ahead of real-2@240 on every mean, benchmarks
+    # and held out) is the shipped `real`. A further segment is a new entry here, `init` any run's point.
 ]
 RUNS = {run.name: run for run in PLAN}
 
